@@ -1,0 +1,441 @@
+"""Speak Exosphere v0 over HTTP to any state manager: this project's server or the official one.
+
+One pooled connection per client; timeouts; retries with backoff on connection errors and 5xx for
+calls that are safe to repeat; 4xx become typed errors carrying the server's detail. Extensions
+(heartbeat, cancel, outputs, filtered runs, long-poll wait) are used when the server lists them in
+`/v0/capabilities`, with plain-v0 fallbacks against the official server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..errors import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    ExosphereError,
+    GraphValidationError,
+    NotFoundError,
+    ServerError,
+    StateTransitionError,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+__all__ = ["HttpTransport", "run_remote_runtime"]
+
+log = logging.getLogger("exosphere_nb.http")
+
+STATUSES = (
+    "CREATED",
+    "QUEUED",
+    "EXECUTED",
+    "SUCCESS",
+    "ERRORED",
+    "NEXT_CREATED_ERROR",
+    "RETRY_CREATED",
+    "PRUNED",
+    "CANCELLED",
+)
+
+
+def _error_for(response: httpx.Response) -> ExosphereError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, str):
+        detail = str(detail) if detail is not None else (response.text[:500] or response.reason_phrase)
+    where = f"{response.request.method} {response.request.url.path}"
+    code = response.status_code
+    if code == 401:
+        return AuthError(f"{detail} ({where}: check EXOSPHERE_API_KEY)")
+    if code == 404:
+        return NotFoundError(detail)
+    if code == 409:
+        return ConflictError(detail)
+    if code == 400 and isinstance(body, dict) and isinstance(body.get("errors"), list):
+        return GraphValidationError(
+            body["errors"], headline=detail.split(":")[0] if ":" in detail else "graph is invalid"
+        )
+    if code == 400 and " not QUEUED" in detail:
+        return StateTransitionError(detail)
+    if 400 <= code < 500:
+        return BadRequestError(f"{detail} ({where} -> {code})")
+    return ServerError(f"state manager error {code} on {where}: {detail}")
+
+
+class HttpTransport:
+    """StateManager and Runtime calls over HTTP to `{uri}/v0`."""
+
+    def __init__(self, namespace: str, uri: str, key: str | None, *, timeout: float = 30.0, retries: int = 4) -> None:
+        self.namespace = namespace
+        self.uri = uri.rstrip("/")
+        self.key = key
+        self.timeout = timeout
+        self.retries = retries
+        self._clients: dict[int, httpx.AsyncClient] = {}
+        self._capabilities: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"HttpTransport(namespace={self.namespace!r}, uri={self.uri!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        # one pooled client per event loop (httpx clients are bound to the loop they first ran on)
+        loop_id = id(asyncio.get_running_loop())
+        client = self._clients.get(loop_id)
+        if client is None or client.is_closed:
+            headers = {"x-api-key": self.key} if self.key else {}
+            client = httpx.AsyncClient(
+                base_url=self.uri,
+                headers=headers,
+                timeout=httpx.Timeout(self.timeout, connect=5.0),
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+            )
+            self._clients[loop_id] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in list(self._clients.values()):
+            await client.aclose()
+        self._clients.clear()
+
+    def _ns(self, path: str) -> str:
+        return f"/v0/namespace/{self.namespace}{path}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotent: bool = True,
+        ok: Iterable[int] = (200, 201),
+    ) -> Any:
+        attempt = 0
+        while True:
+            sent = False
+            try:
+                response = await self.client.request(method, path, json=json, params=params)
+                sent = True
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                failure: Exception = exc
+            except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                failure, sent = exc, True
+            else:
+                if response.status_code in ok:
+                    return response.json() if response.content else None
+                if response.status_code < 500:
+                    raise _error_for(response)
+                failure = _error_for(response)
+            # a request that may have been applied is repeated only when repeating it is harmless
+            if attempt >= self.retries or (sent and not idempotent):
+                if isinstance(failure, ExosphereError):
+                    raise failure
+                raise TransportError(f"cannot reach the state manager at {self.uri}: {failure!r}") from failure
+            attempt += 1
+            await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+    async def capabilities(self) -> dict[str, Any]:
+        if self._capabilities is None:
+            try:
+                self._capabilities = await self.request("GET", "/v0/capabilities") or {}
+            except (NotFoundError, BadRequestError):
+                self._capabilities = {}  # the official state manager: plain v0
+        return self._capabilities
+
+    async def has(self, extension: str) -> bool:
+        return extension in (await self.capabilities()).get("extensions", ())
+
+    # -- StateManager calls -------------------------------------------------------------------
+
+    async def register_nodes(self, runtime_name: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+        body = {"runtime_name": runtime_name, "runtime_namespace": self.namespace, "nodes": nodes}
+        return await self.request("PUT", self._ns("/nodes/"), json=body)
+
+    async def upsert_graph(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", self._ns(f"/graph/{name}"), json=body)
+
+    async def get_graph(self, name: str) -> dict[str, Any]:
+        return await self.request("GET", self._ns(f"/graph/{name}"))
+
+    async def list_graphs(self) -> dict[str, Any]:
+        return await self.request("GET", self._ns("/graphs/"))
+
+    async def list_nodes(self) -> dict[str, Any]:
+        return await self.request("GET", self._ns("/nodes/"))
+
+    async def trigger(
+        self, name: str, inputs: dict[str, str], store: dict[str, str], start_delay: int
+    ) -> dict[str, Any]:
+        body = {"start_delay": start_delay, "inputs": inputs, "store": store}
+        return await self.request("POST", self._ns(f"/graph/{name}/trigger"), json=body, idempotent=False)
+
+    async def list_runs(self, page: int, size: int, **filters: Any) -> dict[str, Any]:
+        if await self.has("runs"):
+            params = {
+                k: v
+                for k, v in {
+                    "page": page,
+                    "size": size,
+                    "graph_name": filters.get("graph_name"),
+                    "status": filters.get("status"),
+                    "since": filters.get("since_ms"),
+                    "until": filters.get("until_ms"),
+                }.items()
+                if v is not None
+            }
+            return await self.request("GET", self._ns("/runs"), params=params)
+        if any(v is not None for v in filters.values()):
+            raise BadRequestError("this state manager cannot filter runs (plain v0): list without filters")
+        return await self.request("GET", self._ns(f"/runs/{page}/{size}"))
+
+    async def run_graph(self, run_id: str) -> dict[str, Any]:
+        return await self.request("GET", self._ns(f"/states/run/{run_id}/graph"))
+
+    async def run_summary(self, run_id: str) -> dict[str, Any]:
+        if await self.has("summary"):
+            return await self.request("GET", self._ns(f"/runs/{run_id}/summary"))
+        graph = await self.run_graph(run_id)
+        if graph.get("graph_name") is None and not graph["nodes"]:
+            raise NotFoundError(f"run {run_id!r} not found")
+        nodes: dict[str, dict[str, int]] = {}
+        for n in graph["nodes"]:
+            per = nodes.setdefault(n["identifier"], {})
+            per[n["status"]] = per.get(n["status"], 0) + 1
+        counts = {s: graph["execution_summary"].get(s, 0) for s in STATUSES}
+        return {
+            "run_id": run_id,
+            "namespace": self.namespace,
+            "graph_name": graph["graph_name"],
+            "status": _status_of(counts),
+            "counts": counts,
+            "nodes": nodes,
+        }
+
+    async def run_outputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        if await self.has("outputs"):
+            return await self.request("GET", self._ns(f"/runs/{run_id}/outputs"))
+        graph = await self.run_graph(run_id)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for n in graph["nodes"]:
+            if n["status"] == "SUCCESS":
+                state = await self.request("GET", self._ns(f"/graph/{graph['graph_name']}/run/{run_id}/node/{n['id']}"))
+                if state.get("outputs") is not None:
+                    out.setdefault(n["identifier"], []).append(state["outputs"])
+        return out
+
+    async def get_state(self, state_id: str) -> dict[str, Any]:
+        if not await self.has("state"):
+            raise BadRequestError("this state manager needs the graph and run to look up a state (plain v0)")
+        return await self.request("GET", self._ns(f"/state/{state_id}"))
+
+    async def manual_retry(self, state_id: str, fanout_id: str) -> dict[str, Any]:
+        return await self.request("POST", self._ns(f"/state/{state_id}/manual-retry"), json={"fanout_id": fanout_id})
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        if not await self.has("cancel"):
+            raise BadRequestError("this state manager cannot cancel runs (plain v0)")
+        return await self.request("POST", self._ns(f"/runs/{run_id}/cancel"), idempotent=True)
+
+    async def wait_run(self, run_id: str, timeout: float | None) -> str:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        long_poll = await self.has("wait")
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"run {run_id} still pending after {timeout} s")
+            if long_poll:
+                chunk = 20.0 if left is None else min(20.0, left)
+                summary = await self.request("GET", self._ns(f"/runs/{run_id}/wait"), params={"timeout": chunk})
+            else:
+                summary = await self.run_summary(run_id)
+            if summary["status"] != "PENDING":
+                return summary["status"]
+            if not long_poll:
+                await asyncio.sleep(0.25 if left is None else min(0.25, left))
+
+    # -- Runtime calls ------------------------------------------------------------------------
+
+    async def claim(self, nodes: list[str], batch_size: int) -> list[dict[str, Any]]:
+        res = await self.request(
+            "POST", self._ns("/states/enqueue"), json={"nodes": nodes, "batch_size": batch_size}, idempotent=False
+        )
+        return res.get("states", [])
+
+    async def report(self, state_id: str, kind: str, body: dict[str, Any]) -> None:
+        try:
+            await self.request("POST", self._ns(f"/state/{state_id}/{kind}"), json=body)
+        except StateTransitionError as exc:
+            # after an ambiguous failure the first attempt may have landed; otherwise the run moved on
+            log.info("result for state %s not applied: %s", state_id, exc.detail)
+
+    async def secrets(self, state_id: str) -> dict[str, str]:
+        res = await self.request("GET", self._ns(f"/state/{state_id}/secrets"))
+        return res.get("secrets", res) if isinstance(res, dict) else {}
+
+    async def heartbeat(self, state_ids: list[str]) -> None:
+        await self.request("POST", self._ns("/states/heartbeat"), json={"state_ids": state_ids})
+
+    async def release(self, state_ids: list[str]) -> None:
+        await self.request("POST", self._ns("/states/release"), json={"state_ids": state_ids})
+
+
+def _status_of(counts: dict[str, int]) -> str:
+    if counts.get("CREATED") or counts.get("QUEUED") or counts.get("EXECUTED"):
+        return "PENDING"
+    if counts.get("CANCELLED"):
+        return "CANCELLED"
+    if counts.get("ERRORED") or counts.get("NEXT_CREATED_ERROR"):
+        return "FAILED"
+    return "SUCCESS"
+
+
+async def run_remote_runtime(runtime: Runtime) -> None:
+    """The runtime loop against a remote state manager: prefetching claims, concurrent reports."""
+    from ..node import latest_definition, node_class_errors, node_schema
+    from ..runtime import outputs_of
+    from ..signals import PruneSignal, ReQueueAfterSignal
+
+    target = runtime._target
+    transport = HttpTransport(runtime._namespace, target.uri, target.key)  # type: ignore[arg-type]
+    ns = runtime._namespace
+    current = {name: latest_definition(cls) for name, cls in runtime._node_mapping.items()}
+    await transport.register_nodes(runtime._name, [node_schema(c, ns) for c in current.values()])
+    caps = await transport.capabilities()
+    extensions = set(caps.get("extensions", ()))
+    lease_s = float(caps.get("lease_ms", 30 * 60 * 1000)) / 1000
+    runtime._stop_event = stop_event = asyncio.Event()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    in_flight: dict[str, dict[str, Any]] = {}
+    runtime._in_flight = in_flight
+    reports: set[asyncio.Task[None]] = set()
+    limit = asyncio.Semaphore(max(8, runtime._batch_size * 2))
+    names = list(runtime._node_names)
+
+    async def poll() -> None:
+        idle = 0.01
+        while not stop_event.is_set():
+            if queue.qsize() >= runtime._batch_size:
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                states = await transport.claim(names, runtime._batch_size)
+            except ExosphereError as exc:
+                log.warning("claim failed: %s", exc.detail)
+                states = []
+            for s in states:
+                queue.put_nowait(s)
+            if states:
+                idle = 0.01
+                continue
+            # nothing to do: back off up to poll_interval (woken early by stop)
+            try:
+                await asyncio.wait_for(stop_event.wait(), timeout=idle)
+            except TimeoutError:
+                pass
+            idle = min(float(runtime._poll_interval), idle * 2)
+
+    def send(state_id: str, kind: str, body: dict[str, Any]) -> None:
+        async def go() -> None:
+            async with limit:
+                try:
+                    await transport.report(state_id, kind, body)
+                except ExosphereError as exc:
+                    log.warning("could not report %s for state %s: %s", kind, state_id, exc.detail)
+
+        task = asyncio.create_task(go())
+        reports.add(task)
+        task.add_done_callback(reports.discard)
+
+    async def execute(state: dict[str, Any]) -> None:
+        sid = state["state_id"]
+        name = state["node_name"]
+        try:
+            cls = latest_definition(runtime._node_mapping[name])
+            if cls is not current[name]:
+                errors = node_class_errors([cls])
+                if errors:
+                    raise ExosphereError("; ".join(errors))
+                current[name] = cls
+                await transport.register_nodes(runtime._name, [node_schema(cls, ns)])
+            inputs = cls.Inputs.model_validate(state["inputs"])
+            secrets = (
+                cls.Secrets.model_validate(await transport.secrets(sid)) if cls.Secrets.model_fields else cls.Secrets()
+            )
+            outputs = outputs_of(await cls()._execute(inputs, secrets), cls)
+        except PruneSignal as signal:
+            send(sid, "prune", {"data": signal.data})
+        except ReQueueAfterSignal as signal:
+            send(sid, "re-enqueue-after", {"enqueue_after": signal.delay_ms})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            send(sid, "errored", {"error": traceback.format_exc()})
+        else:
+            runtime.executed_count += 1
+            send(sid, "executed", {"outputs": outputs})
+
+    async def worker() -> None:
+        while not stop_event.is_set():
+            getter = asyncio.ensure_future(queue.get())
+            stopper = asyncio.ensure_future(stop_event.wait())
+            await asyncio.wait((getter, stopper), return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not getter.done():
+                getter.cancel()
+                break
+            state = getter.result()
+            in_flight[state["state_id"]] = state
+            try:
+                await execute(state)
+            finally:
+                in_flight.pop(state["state_id"], None)
+
+    async def heartbeat() -> None:
+        while not stop_event.is_set():
+            try:
+                await asyncio.wait_for(stop_event.wait(), timeout=max(0.05, lease_s / 3))
+            except TimeoutError:
+                pass
+            if in_flight and "heartbeat" in extensions:
+                try:
+                    await transport.heartbeat(list(in_flight))
+                except ExosphereError as exc:
+                    log.warning("heartbeat failed: %s", exc.detail)
+
+    poller = asyncio.create_task(poll())
+    beat = asyncio.create_task(heartbeat())
+    runtime._tasks = [asyncio.create_task(worker()) for _ in range(runtime._workers)]
+    try:
+        await asyncio.gather(*runtime._tasks, return_exceptions=True)
+    finally:
+        poller.cancel()
+        beat.cancel()
+        if reports:
+            await asyncio.wait(list(reports), timeout=10)
+        left = [s["state_id"] for s in list(in_flight.values())]
+        while not queue.empty():
+            left.append(queue.get_nowait()["state_id"])
+        if left and "release" in extensions:
+            try:
+                await transport.release(left)
+            except ExosphereError as exc:
+                log.warning("could not hand back %d states (their leases will expire): %s", len(left), exc.detail)
+        await transport.aclose()
