@@ -736,6 +736,10 @@ class Engine:
             heapq.heappush(leases, (until, s.seq, s))
             out.append(s)
         if out:
+            if len(leases) > 2 * len(self._states) + 4096:
+                # drop entries of states that finished or renewed: the heap would grow with every claim
+                self._leases = [e for e in leases if e[2].status == QUEUED and e[2].lease_until == e[0]]
+                heapq.heapify(self._leases)
             self._arm_timer(until)
             self._dirty()
         return out
@@ -971,7 +975,6 @@ class Engine:
                 retry_count=attempt,
                 enqueue_after=now + retry_delay_ms(policy, attempt),
             )
-            r.groups = tuple(g for g in s.groups if g not in r.groups) + r.groups if s.groups != r.groups else r.groups
             self._set_status(s, RETRY_CREATED, now)
             return {"status": "ERRORED", "retry_created": True}
         self._set_status(s, ERRORED, now)
