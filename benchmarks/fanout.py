@@ -229,8 +229,9 @@ async def timed_run(sm: StateManager, graph: str, n: int) -> tuple[float, int, d
 
 async def run_ours(db: str, n: int, workers: int, batch_size: int) -> tuple[float, int]:
     uri = f"duckdb://{db}"
-    runtime = Runtime(NAMESPACE, "bench-fanout-runtime", NODES, state_manager_uri=uri, workers=workers,
-                      batch_size=batch_size)
+    runtime = Runtime(
+        NAMESPACE, "bench-fanout-runtime", NODES, state_manager_uri=uri, workers=workers, batch_size=batch_size
+    )
     handle = runtime.start()
     assert handle is not None
     try:

@@ -66,9 +66,7 @@ NODES: list[type[BaseNode]] = [HopA, HopB]
 
 def graph_nodes(namespace: str) -> list[GraphNodeModel]:
     return [
-        GraphNodeModel(
-            node_name="HopA", namespace=namespace, identifier="a", inputs={"sample": "x"}, next_nodes=["b"]
-        ),
+        GraphNodeModel(node_name="HopA", namespace=namespace, identifier="a", inputs={"sample": "x"}, next_nodes=["b"]),
         GraphNodeModel(
             node_name="HopB", namespace=namespace, identifier="b", inputs={"sample": "${{ a.outputs.sample }}"}
         ),
@@ -197,8 +195,9 @@ async def sample_runs(
 
 async def run_ours(db: str, samples: int, workers: int, batch_size: int) -> tuple[list[float], list[float]]:
     uri = f"duckdb://{db}"
-    runtime = Runtime(NAMESPACE, "bench-latency-runtime", NODES, state_manager_uri=uri, workers=workers,
-                      batch_size=batch_size)
+    runtime = Runtime(
+        NAMESPACE, "bench-latency-runtime", NODES, state_manager_uri=uri, workers=workers, batch_size=batch_size
+    )
     handle = runtime.start()
     assert handle is not None
     try:

@@ -166,7 +166,8 @@ class Runtime:
         """The coroutine form (`asyncio.create_task(runtime._start())`); cancelling it stops the runtime."""
         handle = self._launch()
         try:
-            await handle
+            # shielded: cancelling this task must stop the runtime gracefully, not cancel it mid-node
+            await asyncio.shield(asyncio.wrap_future(handle._future))
         except asyncio.CancelledError:
             await run_on_loop(self._stop(DEFAULT_STOP_GRACE))
             raise
@@ -190,11 +191,9 @@ class Runtime:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending)
-        if self._handle is not None:
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(self._handle._future), timeout=grace + 5)
-            except (TimeoutError, Exception):  # its own failure was already logged
-                pass
+        if self._handle is not None and not self._handle.done():
+            # wait for _main's clean-up (hand-back and final commit); never raise its outcome here
+            await asyncio.wait({asyncio.wrap_future(self._handle._future)}, timeout=grace + 5)
 
     # -- the embedded runtime ------------------------------------------------------------------
 
@@ -254,6 +253,9 @@ class Runtime:
             self._in_flight[state.id] = state
             try:
                 await self._execute(engine, state)
+            except asyncio.CancelledError:
+                engine.release([state.id])  # stopped past the grace period: hand the state back at once
+                raise
             finally:
                 self._in_flight.pop(state.id, None)
             since_yield += 1

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from exosphere_nb import Runtime, RuntimeHandle
+from exosphere_nb import GraphNodeModel, Runtime, RuntimeHandle, StateManager
 from exosphere_nb.client.embedded import engine_if_open, get_engine
 from exosphere_nb.loop import background_loop, run_sync
 
@@ -115,3 +115,30 @@ def running(runtime: Runtime) -> Iterator[RuntimeHandle]:
         yield handle
     finally:
         handle.stop(grace=2)
+
+
+def gn(
+    node_name: str,
+    identifier: str,
+    inputs: dict[str, Any] | None = None,
+    next_nodes: list[str] | None = None,
+    **extra: Any,
+) -> GraphNodeModel:
+    """A graph node in the tests' namespace."""
+    return GraphNodeModel(
+        node_name=node_name,
+        namespace=NAMESPACE,
+        identifier=identifier,
+        inputs=inputs or {},
+        next_nodes=next_nodes,
+        **extra,
+    )
+
+
+async def registered(sm: StateManager, *names: str, timeout: float = 4.0) -> None:
+    """Wait until a runtime has registered these node names in the state manager's namespace."""
+
+    async def check() -> bool:
+        return set(names) <= {n["name"] for n in await sm.list_nodes()}
+
+    await until(check, timeout=timeout)

@@ -93,7 +93,7 @@ def test_every_public_name_is_importable(name: str) -> None:
 
 def test_version_is_a_string() -> None:
     assert isinstance(exosphere_nb.__version__, str) and exosphere_nb.__version__
-    assert exosphere_nb.VERSION == exosphere_nb.__version__
+    assert exosphere_nb.__version__ == exosphere_nb.VERSION
 
 
 @pytest.mark.parametrize("name", EXOSPHEREHOST_NAMES)
