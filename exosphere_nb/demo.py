@@ -76,21 +76,30 @@ class Report(BaseNode):
 
     async def execute(self) -> Outputs:
         scores = [int(s) for s in json.loads(self.inputs.scores)]
-        return self.Outputs(summary=json.dumps({"label": self.inputs.label, "count": len(scores), "total": sum(scores)}))
+        return self.Outputs(
+            summary=json.dumps({"label": self.inputs.label, "count": len(scores), "total": sum(scores)})
+        )
 
 
 def graph_nodes() -> list[GraphNodeModel]:
     return [
         GraphNodeModel(
-            node_name="Fetch", namespace=NAMESPACE, identifier="fetch",
-            inputs={"source": "${{ store.source }}", "count": "${{ store.count }}"}, next_nodes=["score"],
+            node_name="Fetch",
+            namespace=NAMESPACE,
+            identifier="fetch",
+            inputs={"source": "${{ store.source }}", "count": "${{ store.count }}"},
+            next_nodes=["score"],
         ),
         GraphNodeModel(
-            node_name="Score", namespace=NAMESPACE, identifier="score",
+            node_name="Score",
+            namespace=NAMESPACE,
+            identifier="score",
             inputs={"item": "${{ fetch.outputs.item }}", "factor": "${{ store.factor }}"},
         ),
         GraphNodeModel(
-            node_name="Report", namespace=NAMESPACE, identifier="report",
+            node_name="Report",
+            namespace=NAMESPACE,
+            identifier="report",
             inputs={"scores": "${{ score.outputs.score }}", "label": "scores of ${{ store.source }}"},
             unites=UnitesModel(identifier="fetch", strategy=UnitesStrategyEnum.ALL_SUCCESS),
         ),
@@ -98,8 +107,20 @@ def graph_nodes() -> list[GraphNodeModel]:
 
 
 def _table(nodes: dict[str, dict[str, int]]) -> str:
-    statuses = [s for s in ("SUCCESS", "PRUNED", "RETRY_CREATED", "ERRORED", "NEXT_CREATED_ERROR", "CANCELLED",
-                            "CREATED", "QUEUED") if any(c.get(s) for c in nodes.values())]
+    statuses = [
+        s
+        for s in (
+            "SUCCESS",
+            "PRUNED",
+            "RETRY_CREATED",
+            "ERRORED",
+            "NEXT_CREATED_ERROR",
+            "CANCELLED",
+            "CREATED",
+            "QUEUED",
+        )
+        if any(c.get(s) for c in nodes.values())
+    ]
     head = f"  {'node':<8}" + "".join(f"{s:>15}" for s in statuses)
     rows = [f"  {ident:<8}" + "".join(f"{counts.get(s, 0):>15}" for s in statuses) for ident, counts in nodes.items()]
     return "\n".join([head, *rows])

@@ -241,7 +241,7 @@ class Runtime:
         since_yield = 0
         while not stop.done():
             if not ready:
-                batch = engine.claim(namespace, names, self._batch_size)
+                batch = engine.claim(namespace, names, self._batch_size, claimed_by="local")
                 if not batch:
                     work = engine.wait_for_work(namespace, names)
                     await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -284,6 +284,7 @@ class Runtime:
                 secrets = cls.Secrets()
             result = await cls()._execute(inputs, secrets)
             outputs = outputs_of(result, cls)
+            del result  # a big fan-out's models must not stay alive while its states are created
         except PruneSignal as signal:
             self._report(engine.prune, sid, signal.data)
         except ReQueueAfterSignal as signal:

@@ -150,9 +150,15 @@ def _check_str_map(value: Any, what: str) -> dict[str, str]:
 class Engine:
     """One state manager over one DuckDB file (or `:memory:`)."""
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, lease_ms: int = DEFAULT_LEASE_MS) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] = ":memory:", *, lease_ms: int = DEFAULT_LEASE_MS, eager_handoff: bool = True
+    ) -> None:
         self.path = str(path)
         self.lease_ms = lease_ms
+        # Hand new states to runtimes before their commit. Safe for runtimes in this process (a crash
+        # takes both down; unacknowledged work simply runs again). A server turns it off so remote
+        # runtimes only ever see committed states.
+        self.eager_handoff = eager_handoff
         self.store = Store(self.path)
         self.box = SecretBox.for_database(None if self.path == ":memory:" else self.path)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -270,9 +276,11 @@ class Engine:
         for s in changes.visible:
             if s.status == CREATED:
                 self._make_ready(s, now)
+        pending = self._changes
         for group in (changes.new_states, changes.dirty_states):
             for sid, s in group.items():
-                if s.status in TERMINAL and self._states.get(sid) is s:
+                # a finished state leaves memory once its final status is on disk
+                if s.status in TERMINAL and self._states.get(sid) is s and sid not in pending.dirty_states:
                     del self._states[sid]
         for run in changes.finished_runs:
             if run.active == 0:
@@ -397,7 +405,10 @@ class Engine:
             s.groups = tuple(groups)
         self._changes.new_states[sid] = s
         if status == CREATED:
-            self._changes.visible.append(s)
+            if self.eager_handoff:
+                self._make_ready(s, now)
+            else:
+                self._changes.visible.append(s)
         return s
 
     def _set_status(self, s: State, status: str, now: int) -> None:
@@ -412,13 +423,19 @@ class Engine:
             return
         if old not in TERMINAL:
             run.active -= 1
-            for g in s.groups:
-                g.pending -= 1
-                if status in FAILED:
-                    g.failed += 1
-                elif status == SUCCESS and s.node.identifier in g.unite.aggregate and s.outputs:
-                    g.collected.setdefault(s.node.identifier, []).append((s.path + (s.output_index,), s.outputs))
-                if g.pending == 0:
+            if s.groups:
+                finished = []
+                for g in s.groups:
+                    g.pending -= 1
+                    if status in FAILED:
+                        g.failed += 1
+                    elif status == SUCCESS and s.node.identifier in g.unite.aggregate and s.outputs:
+                        g.collected.setdefault(s.node.identifier, []).append((s.path + (s.output_index,), s.outputs))
+                    if g.pending == 0:
+                        finished.append(g)
+                # innermost first: releasing an inner unite adds a member to the outer groups it is in
+                finished.sort(key=lambda g: -len(g.target.path))
+                for g in finished:
                     self._check_group(g, now)
             if run.active == 0:
                 self._changes.finished_runs.append(run)
@@ -707,7 +724,12 @@ class Engine:
     # -- claims and leases ---------------------------------------------------------------------
 
     def claim(
-        self, namespace: str, node_names: Iterable[str], batch_size: int, lease_ms: int | None = None
+        self,
+        namespace: str,
+        node_names: Iterable[str],
+        batch_size: int,
+        lease_ms: int | None = None,
+        claimed_by: str | None = None,
     ) -> list[State]:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise BadRequestError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -731,6 +753,7 @@ class Engine:
             s.status = QUEUED
             s.lease_until = until
             s.updated_ms = now
+            s.claimed_by = claimed_by
             if s.persisted:
                 self._changes.dirty_states[s.id] = s
             heapq.heappush(leases, (until, s.seq, s))
@@ -770,6 +793,7 @@ class Engine:
                 continue
             self._set_status(s, CREATED, now)
             s.lease_until = 0
+            s.claimed_by = None
             self._make_ready(s, now)
             released += 1
         if released:
@@ -964,7 +988,7 @@ class Engine:
         s.lease_until = 0
         if s.retry_count < policy.max_retries:
             attempt = s.retry_count + 1
-            r = self._new_state(
+            self._new_state(
                 s.run,
                 s.node,
                 s.inputs,
@@ -1152,6 +1176,17 @@ class Engine:
                 continue
             if node.retain and r["outputs"] is not None and status in (SUCCESS, EXECUTED):
                 run.outputs[r["id"]] = r["outputs"]
+            if status == QUEUED and r.get("claimed_by") == "local":
+                # claimed by a runtime of the process that owned this file before: it died with it
+                run.counts[QUEUED] -= 1
+                run.counts[CREATED] += 1
+                r = {**r, "status": CREATED, "lease_until": 0, "claimed_by": None}
+                s = self._record_to_state(run, node, r)
+                s.updated_ms = now
+                self._changes.dirty_states[s.id] = s
+                run.active += 1
+                live.append(s)
+                continue
             if status not in TERMINAL:
                 run.active += 1
                 live.append(self._record_to_state(run, node, r))
@@ -1248,6 +1283,7 @@ class Engine:
         s.output_index = r["output_index"] or 0
         s.execution_id = r["execution_id"] or r["id"]
         s.fanout_id = r["fanout_id"]
+        s.claimed_by = r.get("claimed_by")
         s.persisted = True
         if s.status not in TERMINAL:
             self._states[s.id] = s
@@ -1385,10 +1421,8 @@ class Engine:
         if self.store.run_exists(run_id) is None:
             raise NotFoundError(f"run {run_id!r} not found")
         found: dict[str, list[tuple[tuple[int, ...], dict[str, Any]]]] = {}
-        for r in self.store.run_states(run_id):
-            if r["status"] == SUCCESS and r["outputs"] is not None:
-                key = tuple(r["path"] or ()) + (r["output_index"] or 0,)
-                found.setdefault(r["identifier"], []).append((key, r["outputs"]))
+        for ident, path, index, outputs in self.store.run_success_outputs(run_id):
+            found.setdefault(ident, []).append(((*path, index), outputs))
         return {k: [o for _, o in sorted(v, key=lambda e: e[0])] for k, v in found.items()}
 
     def run_summary(self, run_id: str) -> dict[str, Any]:
@@ -1398,10 +1432,9 @@ class Engine:
             raise NotFoundError(f"run {run_id!r} not found")
         per_node: dict[str, dict[str, int]] = {}
         totals = dict.fromkeys(ALL_STATUSES, 0)
-        for r in self.store.run_states(run_id):
-            per_node.setdefault(r["identifier"], {})
-            per_node[r["identifier"]][r["status"]] = per_node[r["identifier"]].get(r["status"], 0) + 1
-            totals[r["status"]] += 1
+        for ident, status, count in self.store.run_node_counts(run_id):
+            per_node.setdefault(ident, {})[status] = count
+            totals[status] += count
         return {
             "run_id": run_id,
             "namespace": found[0],

@@ -31,6 +31,7 @@ class State:
     """One execution of one node in one run."""
 
     __slots__ = (
+        "claimed_by",
         "created_ms",
         "enqueue_after",
         "error",
@@ -89,6 +90,7 @@ class State:
         self.unite_keys = unite_keys
         self.groups: tuple[UniteGroup, ...] = ()
         self.fanout_id: str | None = None
+        self.claimed_by: str | None = None  # "local": a runtime in this process (re-queued on restart)
         self.persisted = False
 
     def __lt__(self, other: State) -> bool:  # heaps order ready states oldest first

@@ -10,14 +10,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from ..errors import BadRequestError, DatabaseLockedError
-from .records import TERMINAL, Changes
+from .records import TERMINAL, Changes, State
 
 __all__ = ["Store", "WriteBatch"]
 
@@ -37,11 +37,11 @@ CREATE TABLE IF NOT EXISTS registered_nodes(
 CREATE TABLE IF NOT EXISTS run_records(
     run_id VARCHAR PRIMARY KEY, namespace VARCHAR, graph_name VARCHAR, created_ms BIGINT, cancelled BOOLEAN);
 CREATE TABLE IF NOT EXISTS state_records(
-    id VARCHAR PRIMARY KEY, seq BIGINT, run_id VARCHAR, namespace VARCHAR, graph_name VARCHAR,
+    id VARCHAR, seq BIGINT, run_id VARCHAR, namespace VARCHAR, graph_name VARCHAR,
     node_name VARCHAR, identifier VARCHAR, status VARCHAR, inputs VARCHAR, outputs VARCHAR, parents VARCHAR,
     error VARCHAR, retry_count INTEGER, enqueue_after BIGINT, lease_until BIGINT, created_ms BIGINT,
     updated_ms BIGINT, path INTEGER[], output_index INTEGER, execution_id VARCHAR, unite_keys VARCHAR,
-    fanout_id VARCHAR);
+    fanout_id VARCHAR, claimed_by VARCHAR);
 CREATE TABLE IF NOT EXISTS store_values(run_id VARCHAR, key VARCHAR, value VARCHAR, PRIMARY KEY(run_id, key));
 CREATE TABLE IF NOT EXISTS cron_triggers(
     namespace VARCHAR, graph_name VARCHAR, expression VARCHAR, last_fired_ms BIGINT, claimed_until_ms BIGINT,
@@ -84,33 +84,69 @@ USER_VIEWS = ("graphs", "nodes", "runs", "states", "store", "triggers")
 _STATE_COLUMNS = (
     "id, seq, run_id, namespace, graph_name, node_name, identifier, status, inputs, outputs, parents, error, "
     "retry_count, enqueue_after, lease_until, created_ms, updated_ms, path, output_index, execution_id, "
-    "unite_keys, fanout_id"
+    "unite_keys, fanout_id, claimed_by"
 )
+_CHUNK = 4096  # rows per statement: bounds DuckDB's copy of the parameters, one transaction all the same
 _NON_TERMINAL = "('CREATED', 'QUEUED', 'EXECUTED')"
 _LOCK_PID = re.compile(r"PID (\d+)")
+_INSERT_STATES = f"INSERT INTO state_records ({_STATE_COLUMNS}) SELECT " + ", ".join(["unnest(?)"] * 23)
+_UPDATE_STATES = (
+    "UPDATE state_records SET status = u.status, outputs = u.outputs, error = u.error, retry_count = u.retry_count, "
+    "enqueue_after = u.enqueue_after, lease_until = u.lease_until, updated_ms = u.updated_ms, claimed_by = u.claimed_by "
+    "FROM (SELECT unnest(?) AS id, unnest(?) AS status, unnest(?) AS outputs, unnest(?) AS error, "
+    "unnest(?) AS retry_count, unnest(?) AS enqueue_after, unnest(?) AS lease_until, unnest(?) AS updated_ms, "
+    "unnest(?) AS claimed_by) u WHERE state_records.id = u.id"
+)
+MEMORY_LIMIT_ENV = "EXOSPHERE_DUCKDB_MEMORY_LIMIT"
 
 
 class WriteBatch:
-    """Column lists for one group commit, built on the loop thread from the engine's records."""
+    """One group commit, snapshotted on the loop thread when it is taken: a commit holds exactly the
+    changes applied before it (a state's outputs and its next states land in the same one)."""
 
     __slots__ = ("inserts", "ops", "runs", "store_rows", "updates")
 
     def __init__(self, changes: Changes) -> None:
-        ins: list[list[Any]] = [[] for _ in range(22)]
-        for s in changes.new_states.values():
-            node = s.node
-            row = (
+        self.inserts = [_insert_columns(chunk) for chunk in _chunked(list(changes.new_states.values()))]
+        self.updates = [_update_columns(chunk) for chunk in _chunked(list(changes.dirty_states.values()))]
+        self.runs = [(r.run_id, r.namespace, r.graph_name, r.created_ms, r.cancelled) for r in changes.runs]
+        self.store_rows = list(changes.store_rows)
+        self.ops = list(changes.ops)
+
+
+def _chunked(states: list[State]) -> Iterator[list[State]]:
+    for start in range(0, len(states), _CHUNK):
+        yield states[start : start + _CHUNK]
+
+
+def _insert_columns(states: list[State]) -> list[list[Any]]:
+    encoded: dict[int, str] = {}  # siblings and children share dicts: encode each once
+
+    def enc(d: dict[str, Any]) -> str:
+        key = id(d)
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = _dumps(d)
+        return text
+
+    rows = []
+    for s in states:
+        node = s.node
+        run = s.run
+        outputs = s.outputs
+        rows.append(
+            (
                 s.id,
                 s.seq,
-                s.run.run_id,
-                s.run.namespace,
-                s.run.graph_name,
+                run.run_id,
+                run.namespace,
+                run.graph_name,
                 node.node_name,
                 node.identifier,
                 s.status,
-                _dumps(s.inputs),
-                None if s.outputs is None else _dumps(s.outputs),
-                _dumps(s.parents),
+                enc(s.inputs),
+                None if outputs is None else enc(outputs),
+                enc(s.parents),
                 s.error,
                 s.retry_count,
                 s.enqueue_after,
@@ -120,31 +156,31 @@ class WriteBatch:
                 list(s.path),
                 s.output_index,
                 s.execution_id,
-                _dumps(s.unite_keys) if s.unite_keys else None,
+                enc(s.unite_keys) if s.unite_keys else None,
                 s.fanout_id,
+                s.claimed_by,
             )
-            for col, value in zip(ins, row):
-                col.append(value)
-            s.persisted = True
-        self.inserts = ins if ins[0] else None
-        upd: list[list[Any]] = [[] for _ in range(8)]
-        for s in changes.dirty_states.values():
-            row = (
-                s.id,
-                s.status,
-                None if s.outputs is None else _dumps(s.outputs),
-                s.error,
-                s.retry_count,
-                s.enqueue_after,
-                s.lease_until,
-                s.updated_ms,
-            )
-            for col, value in zip(upd, row):
-                col.append(value)
-        self.updates = upd if upd[0] else None
-        self.runs = [(r.run_id, r.namespace, r.graph_name, r.created_ms, r.cancelled) for r in changes.runs]
-        self.store_rows = list(changes.store_rows)
-        self.ops = list(changes.ops)
+        )
+        s.persisted = True
+    return [list(col) for col in zip(*rows)]
+
+
+def _update_columns(states: list[State]) -> list[list[Any]]:
+    rows = [
+        (
+            s.id,
+            s.status,
+            None if s.outputs is None else _dumps(s.outputs),
+            s.error,
+            s.retry_count,
+            s.enqueue_after,
+            s.lease_until,
+            s.updated_ms,
+            s.claimed_by,
+        )
+        for s in states
+    ]
+    return [list(col) for col in zip(*rows)]
 
 
 def _open(path: str) -> duckdb.DuckDBPyConnection:
@@ -164,6 +200,21 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
         ) from None
 
 
+_PARAM = re.compile(r"""('(?:[^']|'')*'|"(?:[^"]|"")*")|\?|\$\w+""")
+
+
+def _without_parameters(sql: str) -> str:
+    """The query with `?` / `$n` parameters replaced by NULL (quoted text untouched), for table analysis."""
+    return _PARAM.sub(lambda m: m.group(1) or "NULL", sql)
+
+
+def _memory_limit() -> str:
+    value = os.environ.get(MEMORY_LIMIT_ENV, "128MB").strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", value, re.I):
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={value!r} is not a size like 256MB or 2GiB")
+    return value
+
+
 class Store:
     """The state database. `write` runs on the engine's writer thread; reads on the caller's thread."""
 
@@ -172,6 +223,16 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = _open(self.path)
+        if self.path != ":memory:":
+            # group commits are large: let DuckDB spill to disk instead of growing the process
+            self._con.execute(f"SET memory_limit = '{_memory_limit()}'")
+            # checkpoint often: committed rows then live in evictable blocks instead of the write-ahead log
+            self._con.execute("SET checkpoint_threshold = '4MB'")
+            # and hand freed memory back after each statement instead of caching up to 128 MB of it
+            self._con.execute("SET allocator_flush_threshold = '8MB'")
+            threads = os.environ.get("EXOSPHERE_DUCKDB_THREADS")
+            if threads:
+                self._con.execute(f"SET threads = {int(threads)}")
         self._con.execute(SCHEMA)
         self._local = threading.local()
 
@@ -202,20 +263,10 @@ class Store:
                     "INSERT OR REPLACE INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",
                     [list(c) for c in cols],
                 )
-            if batch.inserts:
-                con.execute(
-                    f"INSERT INTO state_records ({_STATE_COLUMNS}) SELECT " + ", ".join(["unnest(?)"] * 22),
-                    batch.inserts,
-                )
-            if batch.updates:
-                con.execute(
-                    "UPDATE state_records SET status = u.status, outputs = u.outputs, error = u.error, "
-                    "retry_count = u.retry_count, enqueue_after = u.enqueue_after, lease_until = u.lease_until, "
-                    "updated_ms = u.updated_ms FROM (SELECT unnest(?) AS id, unnest(?) AS status, "
-                    "unnest(?) AS outputs, unnest(?) AS error, unnest(?) AS retry_count, unnest(?) AS enqueue_after, "
-                    "unnest(?) AS lease_until, unnest(?) AS updated_ms) u WHERE state_records.id = u.id",
-                    batch.updates,
-                )
+            for columns in batch.inserts:
+                con.execute(_INSERT_STATES, columns)
+            for columns in batch.updates:
+                con.execute(_UPDATE_STATES, columns)
             if batch.store_rows:
                 cols = list(zip(*batch.store_rows))
                 con.execute(
@@ -456,6 +507,23 @@ class Store:
             rows.append(rec)
         return int(total), rows
 
+    def run_node_counts(self, run_id: str) -> list[tuple[str, str, int]]:
+        return [
+            (i, st, int(c))
+            for i, st, c in self._read.execute(
+                "SELECT identifier, status, count(*) FROM state_records WHERE run_id = ? GROUP BY ALL ORDER BY 1, 2",
+                [run_id],
+            ).fetchall()
+        ]
+
+    def run_success_outputs(self, run_id: str) -> list[tuple[str, list[int], int, dict[str, Any]]]:
+        rows = self._read.execute(
+            "SELECT identifier, path, output_index, outputs FROM state_records "
+            "WHERE run_id = ? AND status = 'SUCCESS' AND outputs IS NOT NULL",
+            [run_id],
+        ).fetchall()
+        return [(i, p or [], o or 0, _loads(out)) for i, p, o, out in rows]
+
     def namespaces(self) -> list[str]:
         rows = self._read.execute(
             "SELECT namespace FROM graph_templates UNION SELECT namespace FROM registered_nodes ORDER BY 1"
@@ -486,7 +554,7 @@ class Store:
                 f"the views are {', '.join(USER_VIEWS)}"
             )
         try:
-            tables = duckdb.get_table_names(sql)
+            tables = duckdb.get_table_names(_without_parameters(sql))
         except duckdb.Error as exc:
             raise BadRequestError(f"SQL does not parse: {exc}") from None
         refused = sorted(t for t in tables if t.split(".")[-1].lower() not in USER_VIEWS)

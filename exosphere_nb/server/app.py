@@ -73,6 +73,11 @@ def create_app(
         if engine_factory is not None:
             made = engine_factory()
             engine = await made if inspect.isawaitable(made) else made
+            if engine.loop is not asyncio.get_running_loop():
+                raise RuntimeError(
+                    "engine_factory returned an engine started on another event loop: serve the app on the "
+                    "engine's loop (every engine call must run there)"
+                )
         else:
             path = resolve_db(db)
             engine = Engine(path, lease_ms=lease_ms) if lease_ms else Engine(path)

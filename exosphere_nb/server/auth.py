@@ -42,22 +42,28 @@ class APIKeyMiddleware:
         self._key = api_key.encode() if api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) in PUBLIC_PATHS:
+        if scope["type"] not in ("http", "websocket") or _route_path(scope) in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
         if self._key is None:
             client = scope.get("client")
             if client and not is_loopback(str(client[0])):
                 detail = "this state manager runs without an API key and serves loopback clients only"
-                await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
+                await self._refuse(scope, receive, send, 403, detail)
                 return
-            await self.app(scope, receive, send)
-            return
-        given = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"")
-        if not secrets.compare_digest(given, self._key):
-            await JSONResponse({"detail": "Invalid API key"}, status_code=401)(scope, receive, send)
-            return
+        else:
+            given = next((v for k, v in scope["headers"] if k == API_KEY_HEADER.encode()), b"")
+            if not secrets.compare_digest(given, self._key):
+                await self._refuse(scope, receive, send, 401, "Invalid API key")
+                return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": detail})
+            return
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Security, status
+from fastapi import APIRouter, Path, Response, Security, status
 
 from ..engine.engine import state_payload
 from ..errors import NotFoundError
@@ -153,7 +153,8 @@ async def manual_retry(namespace: str, state_id: str, body: ManualRetryRequest, 
     summary="The secrets a claimed state's node declares",
     responses=_404 | _400,
 )
-async def state_secrets(namespace: str, state_id: str, engine: EngineDep) -> dict[str, Any]:
+async def state_secrets(namespace: str, state_id: str, response: Response, engine: EngineDep) -> dict[str, Any]:
+    response.headers["cache-control"] = "no-store"
     return engine.get_secrets(state_id, namespace)
 
 
@@ -164,7 +165,8 @@ async def state_secrets(namespace: str, state_id: str, engine: EngineDep) -> dic
     deprecated=True,
     responses=_404 | _400,
 )
-async def state_secrets_unscoped(state_id: str, engine: EngineDep) -> dict[str, Any]:
+async def state_secrets_unscoped(state_id: str, response: Response, engine: EngineDep) -> dict[str, Any]:
+    response.headers["cache-control"] = "no-store"
     return engine.get_secrets(state_id)
 
 

@@ -5,8 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from helpers import MakeEngine
+from engine_helpers import MakeEngine
 
 from exosphere_nb.engine.engine import Engine
 from exosphere_nb.engine.secrets import KEY_ENV_VAR

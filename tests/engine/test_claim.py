@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import (
-    MakeEngine,
+from engine_helpers import (
     NS,
+    MakeEngine,
     claim_now,
     claim_within,
     drain,
@@ -78,10 +78,10 @@ async def test_claim_batch_size(engine: Engine) -> None:
     assert engine.claim(NS, ["P"], 3) == []
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
-async def test_claim_batch_size_must_be_positive_int(engine: Engine, bad: object) -> None:
-    with pytest.raises(BadRequestError, match="batch_size"):
-        engine.claim(NS, ["P"], bad)  # type: ignore[arg-type]
+async def test_claim_batch_size_must_be_positive_int(engine: Engine) -> None:
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(BadRequestError, match="batch_size"):
+            engine.claim(NS, ["P"], bad)  # type: ignore[arg-type]
 
 
 async def test_claim_only_named_nodes_of_the_namespace(engine: Engine) -> None:
@@ -108,19 +108,21 @@ async def test_claim_enqueue_after(engine: Engine) -> None:
     upsert(engine, "g", [gnode("r")])
     await _runs(engine, 1)
     [s] = engine.claim(NS, ["P"], 1)
-    res = engine.requeue_after(s.id, 200)
+    res = engine.requeue_after(s.id, 120)
     assert res["status"] == "CREATED"
     assert await claim_now(engine) == []
-    await asyncio.sleep(0.08)
+    await asyncio.sleep(0.04)
     assert await claim_now(engine) == []
     [again] = await claim_within(engine, timeout=2)
     assert again.id == s.id
 
 
-async def test_next_states_claimable_only_after_their_commit(engine: Engine) -> None:
+async def test_next_states_claimable_only_after_their_commit(make_engine: MakeEngine) -> None:
+    """With eager hand-off off (how the server runs the engine), a runtime only ever sees committed states."""
+    engine = await make_engine(eager_handoff=False)
     register(engine)
     upsert(engine, "g", [gnode("a", "1", ["b"]), gnode("b")])
-    engine.trigger(NS, "g")
+    run_id = engine.trigger(NS, "g")["run_id"]
     assert engine.claim(NS, ["P"], 10) == []  # not committed yet
     await engine.committed()
     [a] = engine.claim(NS, ["P"], 10)
@@ -129,6 +131,27 @@ async def test_next_states_claimable_only_after_their_commit(engine: Engine) -> 
     await engine.committed()
     [b] = engine.claim(NS, ["P"], 10)
     assert b.node.identifier == "b"
+    assert [s["identifier"] for s in run_states(engine, run_id)] == ["a", "b"]  # b was on disk when claimed
+
+
+async def test_eager_handoff_state_claimed_before_commit_is_recorded(engine: Engine) -> None:
+    """In-process hand-off before the commit (the default): the claim and the result still reach the database."""
+    register(engine)
+    upsert(engine, "g", [gnode("a", "1", ["b"]), gnode("b", "${{ a.outputs.y }}")])
+    run_id = engine.trigger(NS, "g")["run_id"]
+    claimed = engine.claim(NS, ["P"], 10)
+    claimed += await claim_now(engine)
+    [a] = claimed
+    engine.executed(a.id, [{"y": "1"}])
+    claimed = engine.claim(NS, ["P"], 10)
+    claimed += await claim_now(engine)
+    [b] = claimed
+    engine.executed(b.id, [{"y": "2"}])
+    assert await engine.wait_run(run_id, timeout=2) == "SUCCESS"
+    assert [(s["identifier"], s["status"], s["outputs"]) for s in run_states(engine, run_id)] == [
+        ("a", "SUCCESS", {"y": "1"}),
+        ("b", "SUCCESS", {"y": "2"}),
+    ]
 
 
 async def test_claim_results_only_from_queued(engine: Engine) -> None:
@@ -228,3 +251,29 @@ def _all(engine: Engine) -> list[dict[str, object]]:
 async def _statuses_committed(engine: Engine, run_id: str, expected: list[str]) -> bool:
     await engine.committed()
     return [r["status"] for r in run_states(engine, run_id)] == expected
+
+
+async def test_lease_expiry_in_a_unite_branch_still_releases_the_unite(make_engine: MakeEngine) -> None:
+    engine = await make_engine(lease_ms=50)
+    register(engine)
+    upsert(
+        engine,
+        "g",
+        [
+            gnode("a", "in", ["b"]),
+            gnode("b", "${{ a.outputs.y }}"),
+            gnode("u", "${{ b.outputs.y }}", unites="a", strategy="ALL_DONE"),
+        ],
+    )
+    run_id = engine.trigger(NS, "g")["run_id"]
+    [a] = await claim_now(engine)
+    engine.executed(a.id, [{"y": "1"}, {"y": "2"}])
+    b1, b2 = await claim_now(engine)
+    engine.executed(b1.id, [{"y": "done"}])
+    # b2's runtime died: its lease expires, it ends ERRORED (no retries), and the unite is released
+    [u] = await claim_within(engine, ["P"])
+    assert u.node.identifier == "u"
+    assert u.inputs == {"x": '["done"]'}
+    engine.executed(u.id, [{"y": "r"}])
+    assert await engine.wait_run(run_id, timeout=2) == "FAILED"
+    assert "lease expired" in [s for s in run_states(engine, run_id, "b") if s["status"] == "ERRORED"][0]["error"]

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
-from helpers import NS, MakeEngine, claim_now, count, gnode, register, rows, run_states, upsert
+from engine_helpers import NS, MakeEngine, claim_now, count, gnode, register, rows, run_states, upsert
 
 from exosphere_nb.engine.engine import Engine
 from exosphere_nb.models import StoreConfigModel

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import NS, MakeEngine, claim_now, gnode, node_body, register, upsert
+from engine_helpers import NS, MakeEngine, claim_now, gnode, node_body, register, upsert
 
 from exosphere_nb.engine.engine import Engine
 from exosphere_nb.errors import BadRequestError
@@ -89,7 +89,7 @@ async def test_secrets_never_in_sql_views(engine: Engine) -> None:
     _graph(engine)
     await engine.committed()
     for view in ("graphs", "nodes", "runs", "states", "store", "triggers"):
-        cols, data = engine.store.query(f"select * from {view}")
+        _cols, data = engine.store.query(f"select * from {view}")
         text = json.dumps([[str(v) for v in r] for r in data])
         assert API_KEY not in text and DB_PASSWORD not in text, view
     with pytest.raises(BadRequestError, match="graph_secrets"):

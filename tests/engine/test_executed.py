@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
-from helpers import (
+from engine_helpers import (
     NS,
-    BatchRecorder,
+    CommitRecorder,
     claim_now,
     claim_within,
     drain,
@@ -89,39 +91,33 @@ async def test_fanout_zero_outputs_ends_only_that_branch(engine: Engine) -> None
     assert [s["inputs"]["x"] for s in run_states(engine, run_id, "c")] == ["go"]
 
 
-@pytest.mark.parametrize(
-    ("outputs", "fragment"),
-    [
-        ([{"y": 1}], "'y'"),  # non-string value
-        ([{"y": None}], "'y'"),
-        ([{"y": ["a"]}], "'y'"),
-        ([{"y": "ok"}, {"y": 2}], "'y'"),  # any output of the fan-out
-        ([{"z": "v"}], "'y'"),  # missing the declared field
-        ([{"y": "v", "extra": "w"}], "'extra'"),  # a field the node does not declare
-    ],
-    ids=["int", "none", "list", "second-output", "missing", "extra"],
-)
-async def test_output_check_bad_output_is_errored_naming_field(
-    engine: Engine, outputs: list[dict[str, Any]], fragment: str
-) -> None:
+async def test_output_check_bad_output_is_errored_naming_field(engine: Engine) -> None:
     register(engine)
     upsert(engine, "g", [gnode("a", "in", ["b"]), gnode("b")])
-    run_id, a = await _claim_root(engine)
-    res = engine.executed(a.id, outputs)
-    assert res["status"] == "ERRORED"
-    assert res["retry_created"] is False
-    assert fragment in res["error"]
-    assert await engine.wait_run(run_id, timeout=2) == "FAILED"
-    [state] = run_states(engine, run_id)  # no sibling, no next state
-    assert state["status"] == "ERRORED"
-    assert fragment in state["error"]
-    assert "P" in state["error"] or "output" in state["error"]
+    cases: list[tuple[str, list[dict[str, Any]], str]] = [
+        ("int", [{"y": 1}], "'y'"),  # non-string value
+        ("none", [{"y": None}], "'y'"),
+        ("list", [{"y": ["a"]}], "'y'"),
+        ("second output", [{"y": "ok"}, {"y": 2}], "'y'"),  # any output of the fan-out
+        ("missing", [{"z": "v"}], "'y'"),  # lacks the declared field (and has an undeclared one)
+        ("extra", [{"y": "v", "extra": "w"}], "'extra'"),  # a field the node does not declare
+    ]
+    for case, outputs, fragment in cases:
+        run_id, a = await _claim_root(engine)
+        res = engine.executed(a.id, outputs)
+        assert res["status"] == "ERRORED", case
+        assert res["retry_created"] is False
+        assert fragment in res["error"], (case, res["error"])
+        assert await engine.wait_run(run_id, timeout=2) == "FAILED"
+        [state] = run_states(engine, run_id)  # no sibling, no next state
+        assert state["status"] == "ERRORED"
+        assert fragment in state["error"], case
 
 
 async def test_output_check_missing_field_names_node_and_field(engine: Engine) -> None:
     register(engine, node_body("Fetch", outputs=("url", "body")))
     upsert(engine, "g", [gnode("f", node="Fetch")])
-    run_id, f = await _claim_root(engine)
+    _run_id, f = await _claim_root(engine)
     res = engine.executed(f.id, [{"url": "u"}])
     assert res["status"] == "ERRORED"
     assert "'body'" in res["error"] and "Fetch" in res["error"]
@@ -191,24 +187,48 @@ async def test_executed_twice_is_refused(engine: Engine) -> None:
     assert run_states(engine, run_id)[0]["outputs"] == {"y": "1"}
 
 
+def _assert_outputs_and_next_states_together(recorder: CommitRecorder, a_id: str) -> None:
+    """In every committed snapshot, a is SUCCESS with its outputs exactly when its next states exist."""
+    assert recorder.snapshots
+    for snap in recorder.snapshots:
+        a = snap["states"].get(a_id)
+        children = sorted(ident for ident, _, _ in snap["states"].values() if ident in ("b", "c"))
+        done = a is not None and a[1] == "SUCCESS"
+        assert children == (["b", "b", "c", "c"] if done else []), (a, children)
+        if done:
+            assert json.loads(a[2]) == {"y": "1"}
+
+
 async def test_next_states_written_in_same_commit_as_outputs(engine: Engine) -> None:
     register(engine)
     upsert(engine, "g", [gnode("a", "in", ["b", "c"]), gnode("b", "${{ a.outputs.y }}"), gnode("c")])
     run_id, a = await _claim_root(engine)
     await engine.committed()
-    recorder = BatchRecorder(engine)
+    recorder = CommitRecorder(engine)
     engine.executed(a.id, [{"y": "1"}, {"y": "2"}])
     # before the commit, the database still shows the claimed state and nothing new
     assert [(s["identifier"], s["status"]) for s in run_states(engine, run_id)] == [("a", "QUEUED")]
     await engine.committed()
-    [batch] = [b for b in recorder.batches if a.id in BatchRecorder.updated(b)]
-    assert BatchRecorder.updated(batch)[a.id] == "SUCCESS"
-    inserted = BatchRecorder.inserted(batch)
-    assert sorted(ident for ident, _ in inserted.values()) == ["a", "b", "b", "c", "c"]  # sibling + 4 next states
-    assert batch.updates is not None
-    outputs_of_a = dict(zip(batch.updates[0], batch.updates[2]))[a.id]
-    assert outputs_of_a == '{"y":"1"}'
-    assert len(recorder.batches) == 1
+    _assert_outputs_and_next_states_together(recorder, a.id)
+    assert recorder.snapshots[-1]["states"][a.id][1] == "SUCCESS"
+
+
+async def test_next_states_written_in_same_commit_as_outputs_while_a_commit_is_in_flight(engine: Engine) -> None:
+    """The result arrives while the commit of its claim is still being written: no commit may hold the
+    outputs without the next states (a crash between two commits would strand the run)."""
+    register(engine)
+    upsert(engine, "g", [gnode("a", "in", ["b", "c"]), gnode("b", "${{ a.outputs.y }}"), gnode("c")])
+    engine.trigger(NS, "g")
+    await engine.committed()
+    recorder = CommitRecorder(engine)
+    recorder.hold()
+    [a] = engine.claim(NS, ["P"], 1)  # its commit starts and waits on the writer thread
+    await asyncio.sleep(0.01)
+    engine.executed(a.id, [{"y": "1"}, {"y": "2"}])
+    recorder.release()
+    await engine.committed()
+    _assert_outputs_and_next_states_together(recorder, a.id)
+    assert recorder.snapshots[-1]["states"][a.id][1] == "SUCCESS"
 
 
 async def test_status_executed_states_become_success_once_next_states_exist(engine: Engine) -> None:

@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from helpers import (
+from engine_helpers import (
     NS,
     Fail,
     MakeEngine,
     Prune,
     claim_now,
     drain,
+    fast_retries,
     gnode,
     register,
     run_states,
@@ -67,14 +68,16 @@ async def test_manual_retry_creates_created_copy_and_marks_original_retry_create
     assert copy["status"] == "CREATED"
     assert copy["retry_count"] == 0
     assert copy["fanout_id"] == "fanout-1"
-    assert (copy["inputs"], copy["parents"], copy["branch"]) == (original["inputs"], original["parents"], original["branch"])
+    assert (copy["inputs"], copy["parents"], copy["branch"]) == (
+        original["inputs"],
+        original["parents"],
+        original["branch"],
+    )
     [claimed] = await claim_now(engine)
     assert claimed.id == copy_id
 
 
 async def test_manual_retry_of_retried_state_after_automatic_retries_resets_count(engine: Engine) -> None:
-    from helpers import fast_retries
-
     register(engine)
     upsert(engine, "g", [gnode("a")], retry_policy=fast_retries(1))
     run_id = engine.trigger(NS, "g")["run_id"]
@@ -136,7 +139,7 @@ async def test_manual_retry_non_terminal_state_is_400(engine: Engine) -> None:
 
 
 async def test_manual_retry_retry_created_state_is_400(engine: Engine) -> None:
-    run_id, errored_id = await _failed_map_reduce(engine)
+    _run_id, errored_id = await _failed_map_reduce(engine)
     engine.manual_retry(errored_id, "f1")
     with pytest.raises(StateTransitionError, match="RETRY_CREATED"):
         engine.manual_retry(errored_id, "f2")
@@ -174,7 +177,7 @@ async def test_manual_retry_unknown_state_is_404(engine: Engine) -> None:
 
 
 async def test_manual_retry_fanout_id_must_be_non_empty(engine: Engine) -> None:
-    run_id, errored_id = await _failed_map_reduce(engine)
+    _run_id, errored_id = await _failed_map_reduce(engine)
     with pytest.raises(BadRequestError, match="fanout_id"):
         engine.manual_retry(errored_id, "  ")
 
@@ -193,7 +196,7 @@ async def test_manual_retry_unite_waiting_on_group_proceeds_after_run_failed(eng
 async def test_manual_retry_unite_waiting_on_group_proceeds_while_run_active(engine: Engine) -> None:
     register(engine)
     upsert(engine, "g", map_reduce())
-    run_id = engine.trigger(NS, "g")["run_id"]
+    engine.trigger(NS, "g")
     [a] = await claim_now(engine)
     engine.executed(a.id, [{"y": "1"}, {"y": "2"}])
     b1, b2 = await claim_now(engine)
@@ -254,7 +257,7 @@ async def _running_fanout(engine: Engine) -> tuple[str, list[Any], list[Any]]:
 
 
 async def test_cancel_run_cancels_created_and_queued_states(engine: Engine) -> None:
-    run_id, queued, created = await _running_fanout(engine)
+    run_id, _queued, _created = await _running_fanout(engine)
     res = engine.cancel_run(run_id)
     assert res["cancelled_count"] == 3
     assert await engine.wait_run(run_id, timeout=2) == "CANCELLED"
@@ -305,8 +308,6 @@ async def test_cancel_run_status_cancelled(engine: Engine) -> None:
 
 
 async def test_cancel_run_cancels_delayed_retries(engine: Engine) -> None:
-    from helpers import fast_retries
-
     register(engine)
     upsert(engine, "g", [gnode("a")], retry_policy=fast_retries(3, backoff_ms=60_000))
     run_id = engine.trigger(NS, "g")["run_id"]
@@ -355,3 +356,49 @@ async def test_cancel_run_leaves_other_runs_alone(engine: Engine) -> None:
     assert s.run.run_id == kept
     engine.executed(s.id, [{"y": "1"}])
     assert await engine.wait_run(kept, timeout=2) == "SUCCESS"
+
+
+async def test_manual_retry_of_cancelled_state(engine: Engine) -> None:
+    register(engine)
+    upsert(engine, "g", [gnode("a", "in", ["b"]), gnode("b", "${{ a.outputs.y }}")])
+    run_id = engine.trigger(NS, "g")["run_id"]
+    await engine.committed()
+    engine.cancel_run(run_id)
+    assert await engine.wait_run(run_id, timeout=2) == "CANCELLED"
+    [cancelled] = run_states(engine, run_id, "a")
+    copy_id = engine.manual_retry(cancelled["state_id"], "resume")["id"]
+    assert await drain(engine, run_id) == "SUCCESS"
+    assert engine.get_state(copy_id)["status"] == "SUCCESS"
+    assert statuses(engine, run_id, "a") == ["RETRY_CREATED", "SUCCESS"]
+    assert statuses(engine, run_id, "b") == ["SUCCESS"]
+
+
+async def test_manual_retry_of_unite_target_starts_a_new_execution(engine: Engine) -> None:
+    register(engine)
+    upsert(engine, "g", map_reduce())
+    run_id = engine.trigger(NS, "g")["run_id"]
+    assert await drain(engine, run_id, {"a": lambda s: [{}]}) == "FAILED"  # b cannot render a.outputs.y
+    [nce] = run_states(engine, run_id, "a")
+    assert nce["status"] == "NEXT_CREATED_ERROR"
+    assert statuses(engine, run_id, "u") == []
+    engine.manual_retry(nce["state_id"], "again")
+    assert await drain(engine, run_id, {"a": fan("1", "2"), "b": fail_on("never")}) == "SUCCESS"
+    [u] = run_states(engine, run_id, "u")
+    assert json.loads(u["inputs"]["x"]) == ["1!", "2!"]
+
+
+async def test_results_for_another_namespace_are_not_found(engine: Engine) -> None:
+    register(engine)
+    upsert(engine, "g", [gnode("a")])
+    engine.trigger(NS, "g")
+    [a] = await claim_now(engine)
+    for call in (
+        lambda: engine.executed(a.id, [{"y": "1"}], namespace="other"),
+        lambda: engine.errored(a.id, "x", namespace="other"),
+        lambda: engine.prune(a.id, {}, namespace="other"),
+        lambda: engine.requeue_after(a.id, 5, namespace="other"),
+        lambda: engine.get_secrets(a.id, namespace="other"),
+    ):
+        with pytest.raises(NotFoundError):
+            call()
+    assert a.status == "QUEUED"

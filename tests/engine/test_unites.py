@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from helpers import (
+from engine_helpers import (
     NS,
     Fail,
     Prune,
@@ -40,7 +40,9 @@ def fan(*values: str) -> Any:
     return lambda s: [{"y": v} for v in values]
 
 
-async def _fanned_out(engine: Engine, k: int, strategy: UnitesStrategyEnum = ALL_SUCCESS, **kw: Any) -> tuple[str, list]:
+async def _fanned_out(
+    engine: Engine, k: int, strategy: UnitesStrategyEnum = ALL_SUCCESS, **kw: Any
+) -> tuple[str, list]:
     """Trigger map_reduce, execute a with k outputs, claim the k b states (in branch order)."""
     register(engine)
     upsert(engine, "g", map_reduce(strategy), **kw)
@@ -131,7 +133,7 @@ async def test_unite_all_done_released_by_last_branch_failing(engine: Engine) ->
 
 
 async def test_unite_all_done_when_every_branch_fails(engine: Engine) -> None:
-    run_id, bs = await _fanned_out(engine, 2, ALL_DONE)
+    _run_id, bs = await _fanned_out(engine, 2, ALL_DONE)
     for b in bs:
         engine.errored(b.id, "boom")
     [u] = await claim_now(engine)
@@ -151,7 +153,7 @@ async def test_unite_all_success_released_by_last_branch_pruned(engine: Engine) 
 
 
 async def test_unite_all_success_when_every_branch_pruned(engine: Engine) -> None:
-    run_id, bs = await _fanned_out(engine, 2)
+    _run_id, bs = await _fanned_out(engine, 2)
     for b in bs:
         engine.prune(b.id, {})
     [u] = await claim_now(engine)
@@ -220,7 +222,7 @@ async def test_unite_exactly_one_per_execution_of_target(engine: Engine) -> None
 
 
 async def test_unite_aggregates_json_array_in_branch_order(engine: Engine) -> None:
-    run_id, bs = await _fanned_out(engine, 5)
+    _run_id, bs = await _fanned_out(engine, 5)
     for b in reversed(bs):  # finish in reverse: the array still follows the order a returned its outputs
         engine.executed(b.id, [{"y": "v" + b.inputs["x"]}])
         await engine.committed()
@@ -229,7 +231,7 @@ async def test_unite_aggregates_json_array_in_branch_order(engine: Engine) -> No
 
 
 async def test_unite_aggregation_json_escapes_values(engine: Engine) -> None:
-    run_id, bs = await _fanned_out(engine, 2)
+    _run_id, bs = await _fanned_out(engine, 2)
     values = ['quote " and \\ backslash', "ünïcode ✓\nnewline"]
     for b, v in zip(bs, values):
         engine.executed(b.id, [{"y": v}])
@@ -249,7 +251,7 @@ async def test_unite_aggregation_nested_fanouts_flatten_depth_first(engine: Engi
             gnode("u", "${{ c.outputs.y }}|${{ b.outputs.y }}", unites="a"),
         ],
     )
-    run_id = engine.trigger(NS, "g")["run_id"]
+    engine.trigger(NS, "g")
     [a] = await claim_now(engine)
     engine.executed(a.id, [{"y": "A"}, {"y": "B"}])
     bs = await claim_now(engine)
@@ -353,7 +355,9 @@ async def test_unite_all_success_fails_when_retries_of_a_branch_are_exhausted(en
     register(engine)
     upsert(engine, "g", map_reduce(), retry_policy=fast_retries(1))
     run_id = engine.trigger(NS, "g")["run_id"]
-    status = await drain(engine, run_id, {"a": fan("1", "2"), "b": lambda s: Fail() if s.inputs["x"] == "2" else [{"y": "ok"}]})
+    status = await drain(
+        engine, run_id, {"a": fan("1", "2"), "b": lambda s: Fail() if s.inputs["x"] == "2" else [{"y": "ok"}]}
+    )
     assert status == "FAILED"
     assert sorted(statuses(engine, run_id, "b")) == ["ERRORED", "RETRY_CREATED", "SUCCESS"]
     assert statuses(engine, run_id, "u") == []
@@ -438,3 +442,45 @@ async def test_unite_runs_are_never_left_pending(engine: Engine) -> None:
         run_id = engine.trigger(NS, "g")["run_id"]
         status = await drain(engine, run_id, {"a": fan("1", "2"), "b": lambda s, h=handler: h})
         assert status in ("SUCCESS", "FAILED")
+
+
+def _nested(outer: UnitesStrategyEnum = ALL_SUCCESS) -> list[Any]:
+    return [
+        gnode("a", "in", ["t"]),
+        gnode("t", "${{ a.outputs.y }}", ["b"]),
+        gnode("b", "${{ t.outputs.y }}"),
+        gnode("ui", "${{ b.outputs.y }}", unites="t"),
+        gnode("uo", "${{ t.outputs.y }}", unites="a", strategy=outer),
+    ]
+
+
+async def test_unite_outer_waits_for_inner_unite_released_by_the_last_branch(engine: Engine) -> None:
+    """ui descends from a's execution: uo (uniting a) must wait until ui is terminal, even when the
+    branch state that releases ui is also the last member of a's group."""
+    register(engine)
+    upsert(engine, "g", _nested())
+    run_id = engine.trigger(NS, "g")["run_id"]
+    [a] = await claim_now(engine)
+    engine.executed(a.id, [{"y": "1"}])  # one branch: t's group and a's group end with the same b
+    [t] = await claim_now(engine)
+    engine.executed(t.id, [{"y": "1a"}])
+    [b] = await claim_now(engine)
+    engine.executed(b.id, [{"y": "v"}])
+    await engine.committed()
+    assert statuses(engine, run_id, "ui") == ["CREATED"]
+    assert statuses(engine, run_id, "uo") == []  # ui is still to run
+    [ui] = await claim_now(engine)
+    assert ui.node.identifier == "ui"
+    engine.executed(ui.id, [{"y": "reduced"}])
+    [uo] = await claim_now(engine)
+    assert uo.node.identifier == "uo"
+
+
+async def test_unite_all_success_outer_fails_when_inner_unite_errors(engine: Engine) -> None:
+    register(engine)
+    upsert(engine, "g", _nested())
+    run_id = engine.trigger(NS, "g")["run_id"]
+    status = await drain(engine, run_id, {"ui": lambda s: Fail("inner reduce failed")})
+    assert status == "FAILED"
+    assert statuses(engine, run_id, "ui") == ["ERRORED"]
+    assert statuses(engine, run_id, "uo") == []

@@ -5,12 +5,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_helpers import KEY, LiveServer
+from server_helpers import KEY, MAX_BODY, LiveServer
 
 from exosphere_nb.engine.secrets import KEY_ENV_VAR
 from exosphere_nb.server.app import create_app
-
-MAX_BODY = 64 * 1024  # small, so the size-limit tests stay cheap
 
 
 @pytest.fixture(autouse=True)

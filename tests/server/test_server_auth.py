@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import MAX_BODY
-from server_helpers import KEY
+from server_helpers import KEY, MAX_BODY
 
 from exosphere_nb.server.app import create_app
-from exosphere_nb.server.auth import is_loopback
+from exosphere_nb.server.auth import APIKeyMiddleware, is_loopback
 
 PUBLIC = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 DUMMIES = {
@@ -149,3 +148,23 @@ async def test_without_a_key_remote_clients_are_refused(keyless: Any) -> None:
 def test_loopback_hosts() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com", ""))
+
+
+async def test_websockets_need_the_key_too() -> None:
+    reached: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append("app")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        reached.append(message)
+
+    gate = APIKeyMiddleware(app, KEY)
+    await gate({"type": "websocket", "path": "/v0/anything", "headers": []}, receive, send)
+    assert reached == [{"type": "websocket.close", "code": 1008, "reason": "Invalid API key"}]
+    reached.clear()
+    await gate({"type": "websocket", "path": "/v0/anything", "headers": [(b"x-api-key", KEY.encode())]}, receive, send)
+    assert reached == ["app"]

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from exosphere_nb.engine.engine import Engine
 from exosphere_nb.engine.records import State
-from exosphere_nb.engine.store import WriteBatch
 from exosphere_nb.models import GraphNodeModel, RetryPolicyModel, RetryStrategyEnum, UnitesModel, UnitesStrategyEnum
 
 NS = "ns"
@@ -249,29 +249,40 @@ def run_status(engine: Engine, run_id: str) -> str:
     return str(engine.run_summary(run_id)["status"])
 
 
-class BatchRecorder:
-    """Wraps Store.write to keep every group commit's WriteBatch, for atomicity checks."""
+class CommitRecorder:
+    """Wraps Store.write: after every group commit, snapshots what the database then holds.
+
+    With `hold()`, commits wait (on the writer thread) until `release()`: a commit can be kept in
+    flight while the loop applies more changes.
+    """
 
     def __init__(self, engine: Engine) -> None:
-        self.batches: list[WriteBatch] = []
-        original = engine.store.write
+        self.snapshots: list[dict[str, Any]] = []
+        self._gate = threading.Event()
+        self._gate.set()
+        store = engine.store
+        original = store.write
 
-        def write(batch: WriteBatch) -> None:
+        def write(batch: Any) -> None:
+            assert self._gate.wait(10), "commit held for too long"
             original(batch)
-            self.batches.append(batch)
+            self.snapshots.append(
+                {
+                    "states": {
+                        sid: (ident, status, outputs)
+                        for sid, ident, status, outputs in store.query(
+                            "select state_id, identifier, status, outputs from states"
+                        )[1]
+                    },
+                    "runs": {r[0] for r in store.query("select run_id from runs")[1]},
+                    "store": {(r[0], r[1]) for r in store.query("select run_id, key from store")[1]},
+                }
+            )
 
-        engine.store.write = write  # type: ignore[method-assign]
+        store.write = write  # type: ignore[method-assign]
 
-    @staticmethod
-    def inserted(batch: WriteBatch) -> dict[str, tuple[str, str]]:
-        """state id -> (identifier, status) of the states the batch inserts."""
-        if batch.inserts is None:
-            return {}
-        return {sid: (ident, st) for sid, ident, st in zip(batch.inserts[0], batch.inserts[6], batch.inserts[7])}
+    def hold(self) -> None:
+        self._gate.clear()
 
-    @staticmethod
-    def updated(batch: WriteBatch) -> dict[str, str]:
-        """state id -> status of the states the batch updates."""
-        if batch.updates is None:
-            return {}
-        return dict(zip(batch.updates[0], batch.updates[1]))
+    def release(self) -> None:
+        self._gate.set()
