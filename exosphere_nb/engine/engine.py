@@ -783,13 +783,13 @@ class Engine:
             self._dirty()
         return renewed
 
-    def release(self, state_ids: Iterable[str]) -> int:
+    def release(self, state_ids: Iterable[str], namespace: str | None = None) -> int:
         """Hand claimed states back (a stopping runtime): QUEUED -> CREATED, claimable again at once."""
         now = now_ms()
         released = 0
         for sid in state_ids:
             s = self._states.get(sid)
-            if s is None or s.status != QUEUED:
+            if s is None or s.status != QUEUED or (namespace is not None and s.run.namespace != namespace):
                 continue
             self._set_status(s, CREATED, now)
             s.lease_until = 0
@@ -1370,8 +1370,10 @@ class Engine:
         }
 
     def get_state(self, state_id: str, namespace: str | None = None) -> dict[str, Any]:
-        rec = self.store.get_state(state_id) if isinstance(state_id, str) and _ID_RE.match(state_id) else None
         live = self._states.get(state_id)
+        rec = None
+        if live is None and isinstance(state_id, str) and _ID_RE.match(state_id):
+            rec = self.store.get_state(state_id)
         if rec is None and live is None:
             raise NotFoundError(f"state {state_id!r} not found")
         if live is not None:
@@ -1416,20 +1418,23 @@ class Engine:
         out["updated_at"] = iso(rec["updated_ms"])
         return out
 
-    def run_outputs(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    def _run_in(self, run_id: str, namespace: str | None) -> tuple[str, str]:
+        found = self.store.run_exists(run_id) if isinstance(run_id, str) else None
+        if found is None or (namespace is not None and found[0] != namespace):
+            raise NotFoundError(f"run {run_id!r} not found" + (f" in namespace {namespace!r}" if namespace else ""))
+        return found
+
+    def run_outputs(self, run_id: str, namespace: str | None = None) -> dict[str, list[dict[str, Any]]]:
         """Outputs of every SUCCESS state of the run, per node identifier, in branch order."""
-        if self.store.run_exists(run_id) is None:
-            raise NotFoundError(f"run {run_id!r} not found")
+        self._run_in(run_id, namespace)
         found: dict[str, list[tuple[tuple[int, ...], dict[str, Any]]]] = {}
         for ident, path, index, outputs in self.store.run_success_outputs(run_id):
             found.setdefault(ident, []).append(((*path, index), outputs))
         return {k: [o for _, o in sorted(v, key=lambda e: e[0])] for k, v in found.items()}
 
-    def run_summary(self, run_id: str) -> dict[str, Any]:
+    def run_summary(self, run_id: str, namespace: str | None = None) -> dict[str, Any]:
         """Per node identifier: states by status, plus the run's status and counts."""
-        found = self.store.run_exists(run_id)
-        if found is None:
-            raise NotFoundError(f"run {run_id!r} not found")
+        found = self._run_in(run_id, namespace)
         per_node: dict[str, dict[str, int]] = {}
         totals = dict.fromkeys(ALL_STATUSES, 0)
         for ident, status, count in self.store.run_node_counts(run_id):

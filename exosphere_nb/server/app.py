@@ -82,6 +82,8 @@ def create_app(
             path = resolve_db(db)
             engine = Engine(path, lease_ms=lease_ms) if lease_ms else Engine(path)
             await engine.start()
+        # remote runtimes are handed committed states only (the design's rule for results seen over HTTP)
+        engine.eager_handoff = False
         app.state.engine = engine
         app.state.stopping = asyncio.Event()
         log.info("state manager serving %s", engine.path)

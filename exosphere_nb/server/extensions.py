@@ -12,7 +12,6 @@ from fastapi import APIRouter, Query, Request, Security
 
 from .._version import __version__
 from ..engine.engine import Engine
-from ..errors import NotFoundError
 from ..models import RunStatus
 from .auth import api_key_scheme
 from .deps import EngineDep, durable
@@ -43,14 +42,7 @@ async def heartbeat(namespace: str, body: HeartbeatRequest, engine: EngineDep) -
 
 @router.post("/states/release", summary="Hand claimed states back (a stopping runtime): claimable again at once")
 async def release(namespace: str, body: ReleaseRequest, engine: EngineDep) -> dict[str, int]:
-    mine = []
-    for state_id in dict.fromkeys(body.state_ids):
-        try:
-            engine.get_state(state_id, namespace)  # only this namespace's states
-        except NotFoundError:
-            continue
-        mine.append(state_id)
-    released = engine.release(mine)
+    released = engine.release(dict.fromkeys(body.state_ids), namespace)
     return await durable(engine, {"released": released})
 
 
@@ -84,10 +76,7 @@ async def list_runs(
 
 async def _summary(engine: Engine, namespace: str, run_id: str) -> dict[str, Any]:
     await engine.committed()
-    summary = engine.run_summary(run_id)
-    if summary["namespace"] != namespace:
-        raise NotFoundError(f"run {run_id!r} not found in namespace {namespace!r}")
-    return summary
+    return engine.run_summary(run_id, namespace)
 
 
 @router.get("/runs/{run_id}/summary", summary="A run's status and state counts, per node", responses=_404)
@@ -97,8 +86,8 @@ async def run_summary(namespace: str, run_id: str, engine: EngineDep) -> dict[st
 
 @router.get("/runs/{run_id}/outputs", summary="Outputs of a run's successful states per node, in branch order")
 async def run_outputs(namespace: str, run_id: str, engine: EngineDep) -> dict[str, list[dict[str, Any]]]:
-    await _summary(engine, namespace, run_id)
-    return engine.run_outputs(run_id)
+    await engine.committed()
+    return engine.run_outputs(run_id, namespace)
 
 
 @router.get(

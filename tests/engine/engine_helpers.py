@@ -198,20 +198,8 @@ async def drain(
 # -- reads -------------------------------------------------------------------------------------
 
 
-def _inline(sql: str, params: tuple[Any, ...]) -> str:
-    # Store.query's own parameters trip its table-name check (see test_store_query_accepts_parameters),
-    # so the helpers inline them as SQL literals.
-    parts = sql.split("?")
-    assert len(parts) == len(params) + 1, "one parameter per '?'"
-    out = [parts[0]]
-    for value, rest in zip(params, parts[1:]):
-        literal = str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
-        out += [literal, rest]
-    return "".join(out)
-
-
 def rows(engine: Engine, sql: str, *params: Any) -> list[dict[str, Any]]:
-    cols, data = engine.store.query(_inline(sql, params))
+    cols, data = engine.store.query(sql, list(params) if params else None)
     return [dict(zip(cols, r)) for r in data]
 
 
@@ -242,7 +230,7 @@ def statuses(engine: Engine, run_id: str, identifier: str) -> list[str]:
 
 
 def count(engine: Engine, sql: str, *params: Any) -> int:
-    return int(engine.store.query(_inline(sql, params))[1][0][0])
+    return int(engine.store.query(sql, list(params) if params else None)[1][0][0])
 
 
 def run_status(engine: Engine, run_id: str) -> str:

@@ -288,3 +288,37 @@ async def test_restart_with_nothing_pending_loads_no_runs(make_engine: MakeEngin
     assert await engine.wait_run(run_id, timeout=1) == "SUCCESS"
     assert engine.get_graph(NS, "g")["validation_status"] == "VALID"
     assert engine.list_nodes(NS)["count"] == 1
+
+
+async def test_restart_run_of_an_updated_graph_never_hangs(make_engine: MakeEngine) -> None:
+    """The graph is changed while a run is in flight, then the engine restarts: the run must still
+    finish (as it would have without the restart), never stay PENDING with a state nobody can claim."""
+    engine = await make_engine()
+    register(engine)
+    upsert(engine, "g", [gnode("a", "1", ["b"]), gnode("b", "${{ a.outputs.y }}")])
+    run_id = engine.trigger(NS, "g")["run_id"]
+    [a] = await claim_now(engine)
+    engine.executed(a.id, [{"y": "1"}])
+    await engine.committed()
+    upsert(engine, "g", [gnode("a", "1")])  # b is no longer in the template
+    await engine.committed()
+    engine = await _reopen(make_engine, engine)
+    status = await drain(engine, run_id, timeout=2)
+    assert status in ("SUCCESS", "FAILED")
+    assert all(s["status"] not in ("CREATED", "QUEUED", "EXECUTED") for s in run_states(engine, run_id))
+    assert engine.list_runs(NS, 1, 20)["runs"][0]["status"] == status
+
+
+async def test_restart_lease_that_expired_while_down_is_handled_at_start(make_engine: MakeEngine) -> None:
+    engine = await make_engine()
+    register(engine)
+    upsert(engine, "g", [gnode("a")])
+    run_id = engine.trigger(NS, "g")["run_id"]
+    await engine.committed()
+    engine.claim(NS, ["P"], 1, lease_ms=30)
+    await engine.committed()
+    await engine.close()
+    await asyncio.sleep(0.06)  # the runtime and the engine are both gone past the deadline
+    engine = await make_engine()
+    assert await engine.wait_run(run_id, timeout=2) == "FAILED"  # no retries: ERRORED, never PENDING forever
+    assert "lease expired" in run_states(engine, run_id)[0]["error"]

@@ -109,13 +109,6 @@ async def test_trigger_start_delay_delays_first_claim(engine: Engine) -> None:
     assert s.node.identifier == "r"
 
 
-async def test_trigger_without_start_delay_is_claimable_at_once(engine: Engine) -> None:
-    register(engine)
-    upsert(engine, "g", [gnode("r")])
-    engine.trigger(NS, "g")
-    assert len(await claim_now(engine)) == 1
-
-
 async def test_trigger_start_delay_must_be_non_negative_int(engine: Engine) -> None:
     register(engine)
     upsert(engine, "g", [gnode("r")])
