@@ -97,6 +97,10 @@ _UPDATE_STATES = (
     "unnest(?) AS retry_count, unnest(?) AS enqueue_after, unnest(?) AS lease_until, unnest(?) AS updated_ms, "
     "unnest(?) AS claimed_by) u WHERE state_records.id = u.id"
 )
+_UPDATE_ONE_STATE = (
+    "UPDATE state_records SET status = ?, outputs = ?, error = ?, retry_count = ?, enqueue_after = ?, lease_until = ?, "
+    "updated_ms = ?, claimed_by = ? WHERE id = ?"
+)
 MEMORY_LIMIT_ENV = "EXOSPHERE_DUCKDB_MEMORY_LIMIT"
 
 
@@ -260,17 +264,20 @@ class Store:
             if batch.runs:
                 cols = list(zip(*batch.runs))
                 con.execute(
-                    "INSERT OR REPLACE INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",
+                    "INSERT INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",  # always new
                     [list(c) for c in cols],
                 )
             for columns in batch.inserts:
                 con.execute(_INSERT_STATES, columns)
             for columns in batch.updates:
-                con.execute(_UPDATE_STATES, columns)
+                if len(columns[0]) == 1:  # a lone hop: a point update is cheaper than the join
+                    con.execute(_UPDATE_ONE_STATE, [col[0] for col in columns[1:]] + [columns[0][0]])
+                else:
+                    con.execute(_UPDATE_STATES, columns)
             if batch.store_rows:
                 cols = list(zip(*batch.store_rows))
                 con.execute(
-                    "INSERT OR REPLACE INTO store_values SELECT unnest(?), unnest(?), unnest(?)",
+                    "INSERT INTO store_values SELECT unnest(?), unnest(?), unnest(?)",  # written once, at the trigger
                     [list(c) for c in cols],
                 )
             for op, args in batch.ops:
