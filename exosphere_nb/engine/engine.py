@@ -125,6 +125,7 @@ class GraphRecord:
             _dumps(self.validation_errors),
             self.created_ms,
             self.updated_ms,
+            self.compiled.version,
         )
 
 
@@ -173,6 +174,7 @@ class Engine:
         self._leases: list[tuple[int, int, State]] = []
         self._waiters: dict[str, list[tuple[frozenset[str], asyncio.Future[None]]]] = {}
         self._crons: dict[tuple[str, str, str], int] = {}
+        self._versions: dict[tuple[str, str, str], CompiledGraph] = {}  # older graph versions of loaded runs
         self._changes = Changes()
         self._commit_scheduled = False
         self._committing: asyncio.Future[None] | None = None
@@ -1151,8 +1153,26 @@ class Engine:
             self._dirty()
         return await asyncio.wait_for(fut, timeout)
 
-    def _load_graph_for_run(self, namespace: str, graph_name: str) -> CompiledGraph:
-        return self.graph_record(namespace, graph_name).compiled
+    def _load_graph_for_run(self, namespace: str, graph_name: str, version: str | None) -> CompiledGraph:
+        """The graph a run started on: the current template, or the stored version it was triggered with."""
+        current = self._graphs.get((namespace, graph_name))
+        if current is not None and (version is None or current.compiled.version == version):
+            return current.compiled
+        key = (namespace, graph_name, version or "")
+        compiled = self._versions.get(key)
+        if compiled is None:
+            row = self.store.load_graph_version(namespace, graph_name, version) if version else None
+            if row is None:
+                return self.graph_record(namespace, graph_name).compiled
+            compiled = compile_graph(
+                namespace,
+                graph_name,
+                [GraphNodeModel.model_validate(n) for n in row["nodes"]],
+                RetryPolicyModel.model_validate(row["retry_policy"]),
+                StoreConfigModel.model_validate(row["store_config"]),
+            )
+            self._versions[key] = compiled
+        return compiled
 
     def _load_run(self, run_id: str) -> Run | None:
         if run_id in self._runs:
@@ -1160,8 +1180,8 @@ class Engine:
         loaded = self.store.load_run(run_id)
         if loaded is None:
             return None
-        (rid, ns, graph_name, created_ms, cancelled), store, rows = loaded
-        graph = self._load_graph_for_run(ns, graph_name)
+        (rid, ns, graph_name, created_ms, cancelled, version), store, rows = loaded
+        graph = self._load_graph_for_run(ns, graph_name, version)
         run = Run(rid, ns, graph_name, graph, store, created_ms, cancelled=bool(cancelled))
         now = now_ms()
         by_id: dict[str, dict[str, Any]] = {r["id"]: r for r in rows}

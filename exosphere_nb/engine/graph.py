@@ -8,6 +8,8 @@ aggregated into JSON arrays.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +82,7 @@ class CompiledGraph:
     retry_policy: RetryPolicyModel
     store_config: StoreConfigModel
     unite_targets: frozenset[str]
+    version: str = ""  # content hash of nodes, retry policy and store config
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
@@ -335,4 +338,27 @@ def compile_graph(
     incoming = {d for dsts in edges.values() for d in dsts}
     root = next(n for i, n in compiled.items() if i not in incoming)
     targets = frozenset(n.unites[0] for n in compiled.values() if n.unites is not None)
-    return CompiledGraph(namespace, name, compiled, root, retry_policy, store_config, targets)
+    return CompiledGraph(
+        namespace,
+        name,
+        compiled,
+        root,
+        retry_policy,
+        store_config,
+        targets,
+        graph_version(nodes, retry_policy, store_config),
+    )
+
+
+def _canonical(
+    nodes: list[GraphNodeModel], retry_policy: RetryPolicyModel, store_config: StoreConfigModel
+) -> tuple[str, str, str]:
+    return (
+        json.dumps([n.model_dump(mode="json") for n in nodes], separators=(",", ":"), sort_keys=True),
+        json.dumps(retry_policy.model_dump(mode="json"), separators=(",", ":"), sort_keys=True),
+        json.dumps(store_config.model_dump(mode="json"), separators=(",", ":"), sort_keys=True),
+    )
+
+
+def graph_version(nodes: list[GraphNodeModel], retry_policy: RetryPolicyModel, store_config: StoreConfigModel) -> str:
+    return hashlib.sha256("\n".join(_canonical(nodes, retry_policy, store_config)).encode()).hexdigest()[:16]

@@ -34,8 +34,12 @@ CREATE TABLE IF NOT EXISTS graph_secrets(
 CREATE TABLE IF NOT EXISTS registered_nodes(
     namespace VARCHAR, name VARCHAR, runtime_name VARCHAR, inputs_schema VARCHAR, outputs_schema VARCHAR,
     secrets VARCHAR, registered_ms BIGINT, PRIMARY KEY(namespace, name));
+CREATE TABLE IF NOT EXISTS graph_versions(
+    namespace VARCHAR, name VARCHAR, version VARCHAR, nodes VARCHAR, retry_policy VARCHAR, store_config VARCHAR,
+    PRIMARY KEY(namespace, name, version));
 CREATE TABLE IF NOT EXISTS run_records(
-    run_id VARCHAR PRIMARY KEY, namespace VARCHAR, graph_name VARCHAR, created_ms BIGINT, cancelled BOOLEAN);
+    run_id VARCHAR PRIMARY KEY, namespace VARCHAR, graph_name VARCHAR, created_ms BIGINT, cancelled BOOLEAN,
+    graph_version VARCHAR);
 CREATE TABLE IF NOT EXISTS state_records(
     id VARCHAR, seq BIGINT, run_id VARCHAR, namespace VARCHAR, graph_name VARCHAR,
     node_name VARCHAR, identifier VARCHAR, status VARCHAR, inputs VARCHAR, outputs VARCHAR, parents VARCHAR,
@@ -113,7 +117,9 @@ class WriteBatch:
     def __init__(self, changes: Changes) -> None:
         self.inserts = [_insert_columns(chunk) for chunk in _chunked(list(changes.new_states.values()))]
         self.updates = [_update_columns(chunk) for chunk in _chunked(list(changes.dirty_states.values()))]
-        self.runs = [(r.run_id, r.namespace, r.graph_name, r.created_ms, r.cancelled) for r in changes.runs]
+        self.runs = [
+            (r.run_id, r.namespace, r.graph_name, r.created_ms, r.cancelled, r.graph.version) for r in changes.runs
+        ]
         self.store_rows = list(changes.store_rows)
         self.ops = list(changes.ops)
 
@@ -264,7 +270,7 @@ class Store:
             if batch.runs:
                 cols = list(zip(*batch.runs))
                 con.execute(
-                    "INSERT INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",  # always new
+                    "INSERT INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",  # new
                     [list(c) for c in cols],
                 )
             for columns in batch.inserts:
@@ -289,7 +295,12 @@ class Store:
 
     @staticmethod
     def _op_graph(con: duckdb.DuckDBPyConnection, row: tuple[Any, ...], secrets: list[tuple[str, bytes]]) -> None:
-        con.execute("INSERT OR REPLACE INTO graph_templates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(row))
+        con.execute("INSERT OR REPLACE INTO graph_templates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", list(row[:11]))
+        # every version a run may have started on stays loadable: a restarted run finishes on its own graph
+        con.execute(
+            "INSERT INTO graph_versions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [row[0], row[1], row[11], row[2], row[3], row[4]],
+        )
         con.execute("DELETE FROM graph_secrets WHERE namespace = ? AND graph_name = ?", [row[0], row[1]])
         for name, blob in secrets:
             con.execute("INSERT INTO graph_secrets VALUES (?, ?, ?, ?)", [row[0], row[1], name, blob])
@@ -361,6 +372,15 @@ class Store:
             out.append(rec)
         return out
 
+    def load_graph_version(self, namespace: str, name: str, version: str) -> dict[str, Any] | None:
+        row = self._read.execute(
+            "SELECT nodes, retry_policy, store_config FROM graph_versions WHERE namespace = ? AND name = ? AND version = ?",
+            [namespace, name, version],
+        ).fetchone()
+        if row is None:
+            return None
+        return {"nodes": _loads(row[0]), "retry_policy": _loads(row[1]), "store_config": _loads(row[2])}
+
     def load_secret_blobs(self, namespace: str, graph: str) -> list[tuple[str, bytes]]:
         rows = self._read.execute(
             "SELECT name, blob FROM graph_secrets WHERE namespace = ? AND graph_name = ? ORDER BY name",
@@ -391,7 +411,8 @@ class Store:
     def load_run(self, run_id: str) -> tuple[tuple[Any, ...], dict[str, str], list[dict[str, Any]]] | None:
         cur = self._read
         run = cur.execute(
-            "SELECT run_id, namespace, graph_name, created_ms, cancelled FROM run_records WHERE run_id = ?", [run_id]
+            "SELECT run_id, namespace, graph_name, created_ms, cancelled, graph_version FROM run_records WHERE run_id = ?",
+            [run_id],
         ).fetchone()
         if run is None:
             return None
