@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import logging
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +24,7 @@ from .loop import background_loop, in_background_loop, run_on_loop
 from .node import BaseNode, latest_definition, node_class_errors, node_schema
 from .signals import PruneSignal, ReQueueAfterSignal
 
-__all__ = ["Runtime", "RuntimeHandle"]
+__all__ = ["Runtime", "RuntimeHandle", "started_runtimes"]
 
 log = logging.getLogger("exosphere_nb.runtime")
 
@@ -87,6 +88,14 @@ class RuntimeHandle:
         return self._future.result(timeout)
 
 
+_started: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def started_runtimes() -> list[Runtime]:
+    """Runtimes started in this process that are still running (for `%exo status` / `%exo stop`)."""
+    return [r for r in list(_started) if r._handle is not None and not r._handle.done()]
+
+
 class Runtime:
     def __init__(
         self,
@@ -135,6 +144,21 @@ class Runtime:
         where = f"db={self._target.db!r}" if self._target.embedded else f"uri={self._target.uri!r}"
         return f"Runtime(namespace={self._namespace!r}, name={self._name!r}, nodes={self._node_names}, {where})"
 
+    def info(self) -> dict[str, Any]:
+        """What `%exo status` shows: where it runs, its nodes, workers and progress."""
+        running = self._handle is not None and not self._handle.done()
+        return {
+            "namespace": self._namespace,
+            "name": self._name,
+            "nodes": list(self._node_names),
+            "target": self._target.db if self._target.embedded else self._target.uri,
+            "workers": self._workers,
+            "batch_size": self._batch_size,
+            "running": running,
+            "executed": self.executed_count,
+            "in_flight": len(self._in_flight),
+        }
+
     # -- starting and stopping -----------------------------------------------------------------
 
     def _launch(self) -> RuntimeHandle:
@@ -142,6 +166,7 @@ class Runtime:
             return self._handle
         future = asyncio.run_coroutine_threadsafe(self._main(), background_loop())
         self._handle = RuntimeHandle(self, future)
+        _started.add(self)
         return self._handle
 
     def start(self) -> RuntimeHandle | None:

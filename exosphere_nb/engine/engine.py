@@ -1329,6 +1329,29 @@ class Engine:
 
     # -- reads ---------------------------------------------------------------------------------
 
+    def queue_snapshot(self) -> dict[str, Any]:
+        """Live view for `%exo status`: ready states per node, in-flight claims, runs in progress."""
+        ready = {
+            f"{ns}/{name}": sum(1 for s in heap if s.status == CREATED) for (ns, name), heap in self._ready.items()
+        }
+        return {
+            "queue_depth": sum(ready.values()),
+            "ready_by_node": {k: v for k, v in ready.items() if v},
+            "delayed": sum(1 for _, _, s in self._delayed if s.status == CREATED),
+            "in_flight": sum(1 for s in self._states.values() if s.status == QUEUED),
+            "runs_in_flight": [
+                {
+                    "run_id": r.run_id,
+                    "namespace": r.namespace,
+                    "graph_name": r.graph_name,
+                    "active": r.active,
+                    "counts": {k: v for k, v in r.counts.items() if v},
+                }
+                for r in self._runs.values()
+                if r.active
+            ],
+        }
+
     def list_runs(self, namespace: str, page: int = 1, size: int = 20, **filters: Any) -> dict[str, Any]:
         if not isinstance(page, int) or page < 1 or not isinstance(size, int) or size < 1:
             raise BadRequestError("page and size must be integers >= 1")
