@@ -176,7 +176,14 @@ def _allowed_refs(nodes: list[GraphNodeModel], edges: dict[str, list[str]]) -> d
 def _between(target: str, unite: str, nodes: list[GraphNodeModel], edges: dict[str, list[str]]) -> set[str]:
     """Nodes strictly between a unite's target and the unite node: their outputs aggregate."""
     by_id = {n.identifier: n for n in nodes}
-    plain = {src: [d for d in dsts if by_id[d].unites is None or d == unite] for src, dsts in edges.items()}
+
+    def inside(d: str) -> bool:
+        # a unite of a node below the target runs inside the target's execution; one uniting the
+        # target itself (a sibling of `unite`) runs outside it
+        spec = by_id[d].unites
+        return spec is None or d == unite or spec.identifier != target
+
+    plain = {src: [d for d in dsts if inside(d)] for src, dsts in edges.items()}
     below_target = _reachable(plain, target) - {target}
     below_unite = _reachable(edges, unite)
     return below_target - below_unite

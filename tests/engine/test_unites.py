@@ -474,3 +474,41 @@ async def test_unite_all_success_outer_fails_when_inner_unite_errors(engine: Eng
     assert status == "FAILED"
     assert statuses(engine, run_id, "ui") == ["ERRORED"]
     assert statuses(engine, run_id, "uo") == []
+
+
+async def test_unite_outer_aggregates_inner_unite_outputs_in_branch_order(engine: Engine) -> None:
+    """Nested map-reduce: an inner unite runs inside the outer target's execution, so the outer unite
+    gets one inner result per outer branch, as a JSON array in branch order."""
+    register(engine)
+    upsert(
+        engine,
+        "g",
+        [
+            gnode("a", "in", ["t"]),
+            gnode("t", "${{ a.outputs.y }}", ["b"]),
+            gnode("b", "${{ t.outputs.y }}"),
+            gnode("ui", "${{ b.outputs.y }}", unites="t"),
+            gnode("uo", "${{ ui.outputs.y }}", unites="a"),
+        ],
+    )
+    run_id = engine.trigger(NS, "g")["run_id"]
+    seen: dict[str, str] = {}
+
+    def reduce_inner(s: Any) -> Any:
+        return [{"y": "+".join(json.loads(s.inputs["x"]))}]
+
+    def reduce_outer(s: Any) -> Any:
+        seen["uo"] = s.inputs["x"]
+        return [{"y": "done"}]
+
+    handlers = {
+        "a": fan("A1", "A2"),
+        "t": lambda s: [{"y": s.inputs["x"] + "-t1"}, {"y": s.inputs["x"] + "-t2"}],
+        "b": lambda s: [{"y": s.inputs["x"] + "-b"}],
+        "ui": reduce_inner,
+        "uo": reduce_outer,
+    }
+    assert await drain(engine, run_id, handlers) == "SUCCESS"
+    assert json.loads(seen["uo"]) == ["A1-t1-b+A1-t2-b", "A2-t1-b+A2-t2-b"]
+    assert statuses(engine, run_id, "ui") == ["SUCCESS", "SUCCESS"]
+    assert statuses(engine, run_id, "uo") == ["SUCCESS"]
