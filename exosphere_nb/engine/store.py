@@ -244,6 +244,8 @@ class Store:
             if threads:
                 self._con.execute(f"SET threads = {int(threads)}")
         self._con.execute(SCHEMA)
+        # user SQL must not read files (the secrets key file sits beside the database): one-way switch
+        self._con.execute("SET enable_external_access = false")
         self._local = threading.local()
 
     # -- connections -------------------------------------------------------------------------

@@ -39,6 +39,10 @@ class Session:
             and not target.startswith(("http://", "https://", "duckdb://"))
             and target not in (":memory:", "embedded")
         ):
+            if "://" in target:
+                raise ValueError(
+                    f"cannot connect to {target!r}: use http(s)://host:port, duckdb://PATH, a DuckDB file path or :memory:"
+                )
             target = f"duckdb://{target}"
         resolve_target(target, key)  # validates before anything changes
         self._uri, self._key = target, key
