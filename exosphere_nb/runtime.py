@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
+import threading
 import traceback
 import weakref
 from collections import deque
@@ -81,6 +83,14 @@ class RuntimeHandle:
     def done(self) -> bool:
         return self._future.done()
 
+    def wait_registered(self, timeout: float | None = 30) -> bool:
+        """Block until the runtime's nodes are registered (so a graph upserted next validates)."""
+        return self._runtime._registered.wait(timeout)
+
+    async def registered(self, timeout: float | None = 30) -> bool:
+        """Await until the runtime's nodes are registered with the state manager."""
+        return await asyncio.to_thread(self._runtime._registered.wait, timeout)
+
     def stop(self, grace: float = DEFAULT_STOP_GRACE) -> None:
         self._runtime.stop(grace)
 
@@ -134,6 +144,7 @@ class Runtime:
         if not self._target.embedded and not self._target.key:
             raise BadRequestError("API key is not set: pass key= or set EXOSPHERE_API_KEY for a remote state manager")
         self._handle: RuntimeHandle | None = None
+        self._registered = threading.Event()
         self._stop_event: asyncio.Event | None = None
         self._in_flight: dict[str, Any] = {}
         self._prefetched: deque[Any] = deque()
@@ -164,7 +175,9 @@ class Runtime:
     def _launch(self) -> RuntimeHandle:
         if self._handle is not None and not self._handle.done():
             return self._handle
-        future = asyncio.run_coroutine_threadsafe(self._main(), background_loop())
+        # a fresh context: the runtime must not inherit the starting cell's (ipykernel routes a node's
+        # print() by the context it runs in; the cell that started the runtime is long finished)
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, self._main(), background_loop())
         self._handle = RuntimeHandle(self, future)
         _started.add(self)
         return self._handle
@@ -237,6 +250,7 @@ class Runtime:
             self._namespace, self._name, [node_schema(c, self._namespace) for c in self._current.values()]
         )
         await engine.committed()
+        self._registered.set()
         names = frozenset(self._node_names)
         stop = asyncio.ensure_future(self._stop_event.wait())
         self._tasks = [asyncio.create_task(self._worker(engine, names, stop)) for _ in range(self._workers)]

@@ -7,7 +7,9 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from .client.embedded import EmbeddedTransport
 from .config import Target, resolve_target
@@ -15,6 +17,8 @@ from .errors import ExosphereError, GraphValidationError
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 __all__ = ["StateManager"]
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _ms(value: datetime | int | None) -> int | None:
@@ -30,6 +34,18 @@ def make_transport(namespace: str, target: Target) -> Any:
     from .client.http import HttpTransport
 
     return HttpTransport(namespace, target.uri, target.key)  # type: ignore[arg-type]
+
+
+def _as_model(model: type[M], value: Any, what: str) -> M:
+    """Accept the model or its dict form (a cron trigger may also be its expression)."""
+    if isinstance(value, model):
+        return value
+    if model is CronTrigger and isinstance(value, str):
+        value = {"expression": value}
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise GraphValidationError([f"{what}: {e['msg']}" for e in exc.errors()]) from None
 
 
 class StateManager:
@@ -87,11 +103,14 @@ class StateManager:
             "nodes": [n.model_dump(mode="json") if isinstance(n, GraphNodeModel) else n for n in graph_nodes],
         }
         if retry_policy is not None:
-            body["retry_policy"] = retry_policy.model_dump(mode="json")
+            body["retry_policy"] = _as_model(RetryPolicyModel, retry_policy, "retry_policy").model_dump(mode="json")
         if store_config is not None:
-            body["store_config"] = store_config.model_dump(mode="json")
+            body["store_config"] = _as_model(StoreConfigModel, store_config, "store_config").model_dump(mode="json")
         if triggers is not None:
-            body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in triggers]
+            body["triggers"] = [
+                {"type": "CRON", "value": {"expression": _as_model(CronTrigger, t, "triggers").expression}}
+                for t in triggers
+            ]
         graph = await self._transport.upsert_graph(graph_name, body)
         deadline = time.monotonic() + validation_timeout
         while graph["validation_status"] == "PENDING":

@@ -84,6 +84,11 @@ CREATE OR REPLACE VIEW triggers AS SELECT namespace, graph_name, expression,
 """
 
 USER_VIEWS = ("graphs", "nodes", "runs", "states", "store", "triggers")
+_INTERNAL_TABLE = re.compile(
+    r"\b(graph_templates|graph_secrets|graph_versions|registered_nodes|run_records|state_records|store_values|"
+    r"cron_triggers)\b",
+    re.I,
+)
 
 _STATE_COLUMNS = (
     "id, seq, run_id, namespace, graph_name, node_name, identifier, status, inputs, outputs, parents, error, "
@@ -585,8 +590,9 @@ class Store:
             )
         try:
             tables = duckdb.get_table_names(_without_parameters(sql))
-        except duckdb.Error as exc:
-            raise BadRequestError(f"SQL does not parse: {exc}") from None
+        except duckdb.Error:
+            # it binds against an empty catalog (e.g. JOIN ... USING fails there): name the internal tables instead
+            tables = {m.group(0) for m in _INTERNAL_TABLE.finditer(sql)}
         refused = sorted(t for t in tables if t.split(".")[-1].lower() not in USER_VIEWS)
         if refused:
             raise BadRequestError(
