@@ -271,8 +271,9 @@ class Runtime:
         interval = max(0.05, engine.lease_ms / 3000)
         while not stop.done():
             await asyncio.sleep(interval)
-            if self._in_flight:
-                engine.renew_leases(list(self._in_flight))
+            held = [*self._in_flight, *(s.id for s in self._prefetched)]  # claimed and still to run count too
+            if held:
+                engine.renew_leases(held)
 
     async def _worker(self, engine: Any, names: frozenset[str], stop: asyncio.Future[Any]) -> None:
         ready = self._prefetched

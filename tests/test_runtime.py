@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -34,6 +35,7 @@ from sdk_helpers import (
 
 from exosphere_nb import (
     BaseNode,
+    GraphNodeModel,
     PruneSignal,
     ReQueueAfterSignal,
     RetryPolicyModel,
@@ -621,3 +623,60 @@ async def test_a_node_running_longer_than_the_lease_is_not_expired(db: str) -> N
     await until(lambda: "RETRY_CREATED" in status_counts(db, run["run_id"]), timeout=2)
     [expired, _retry] = states_of(db, run["run_id"])
     assert "lease expired" in expired["error"]
+
+
+async def test_prefetched_states_keep_their_leases(tmp_path: Path) -> None:
+    """States claimed in a batch and waiting behind a slow node are renewed too: none expire and re-run."""
+    from exosphere_nb.client.embedded import get_engine
+    from exosphere_nb.loop import run_on_loop
+
+    db = str(tmp_path / "state.duckdb")
+    engine = await run_on_loop(get_engine(db))
+    engine.lease_ms = 150
+
+    class SlowItem(BaseNode):
+        class Inputs(BaseModel):
+            item: str
+
+        class Outputs(BaseModel):
+            done: str
+
+        async def execute(self) -> Any:
+            await asyncio.sleep(0.1)
+            return self.Outputs(done=self.inputs.item)
+
+    class Items(BaseNode):
+        class Inputs(BaseModel):
+            n: str
+
+        class Outputs(BaseModel):
+            item: str
+
+        async def execute(self) -> Any:
+            return [self.Outputs(item=str(i)) for i in range(int(self.inputs.n))]
+
+    uri = f"duckdb://{db}"
+    handle = Runtime("prefetch", "rt", [Items, SlowItem], state_manager_uri=uri, workers=1, batch_size=8).start()
+    assert handle is not None
+    sm = StateManager("prefetch", state_manager_uri=uri)
+    await handle.registered()
+    await sm.upsert_graph(
+        "g",
+        [
+            GraphNodeModel(
+                node_name="Items", namespace="prefetch", identifier="items", inputs={"n": "6"}, next_nodes=["slow"]
+            ),
+            GraphNodeModel(
+                node_name="SlowItem",
+                namespace="prefetch",
+                identifier="slow",
+                inputs={"item": "${{ items.outputs.item }}"},
+            ),
+        ],
+        secrets={},
+    )
+    run = await sm.trigger("g")
+    summary = await sm.wait(run["run_id"], timeout=30)
+    handle.stop()
+    assert summary["status"] == "SUCCESS"
+    assert summary["nodes"]["slow"] == {"SUCCESS": 6}  # no RETRY_CREATED: nothing expired while queued

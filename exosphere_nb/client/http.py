@@ -765,6 +765,8 @@ async def run_remote_runtime(runtime: Runtime) -> None:
             await asyncio.wait_for(drain_reports(), timeout=10)
         except TimeoutError:
             log.warning("%d results not reported in time (their leases will expire)", len(pending))
+            for task in list(reports):  # reports still retrying must not outlive the runtime
+                task.cancel()
         reporting.cancel()
         left = [s["state_id"] for s in list(in_flight.values())]
         while not queue.empty():

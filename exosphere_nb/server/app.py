@@ -23,7 +23,8 @@ from .._version import __version__
 from ..config import resolve_db
 from ..engine.engine import Engine
 from ..errors import ExosphereError, GraphValidationError
-from . import extensions, v0
+from . import extensions as extensions_routes
+from . import v0
 from .auth import APIKeyMiddleware
 from .middleware import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware, RequestIdMiddleware
 
@@ -59,13 +60,15 @@ def create_app(
     close_engine: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     lease_ms: int | None = None,
+    extensions: bool = True,
 ) -> FastAPI:
     """The HTTP app. Its lifespan opens `Engine(db)` (default: the embedded default database).
 
     `engine_factory` instead returns an already started engine (or an awaitable of one) that
     lives on the loop serving the app, e.g. a notebook's `client.embedded.get_engine(db)`; pass
     `close_engine=False` when the engine outlives the app. `api_key=None` means no key: serve
-    loopback only.
+    loopback only. `extensions=False` serves plain v0 only (no `/v0/capabilities`), as the official
+    state manager does: what clients fall back on is tested against it.
     """
 
     @asynccontextmanager
@@ -113,8 +116,9 @@ def create_app(
         return {"message": "OK"}
 
     # extensions first: `/runs/{run_id}/summary` must win over v0's `/runs/{page}/{size}`
-    app.include_router(extensions.router)
-    app.include_router(extensions.global_router)
+    if extensions:
+        app.include_router(extensions_routes.router)
+        app.include_router(extensions_routes.global_router)
     app.include_router(v0.router)
     app.include_router(v0.global_router)
 

@@ -16,7 +16,8 @@ class _NotRunning(ExosphereError):
     status_code = 503
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # async on purpose: FastAPI runs a sync dependency in its thread pool, a thread hop per request
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise _NotRunning("the state manager is not running (the app's lifespan has not started its engine)")

@@ -9,17 +9,19 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Security
+from pydantic import TypeAdapter, ValidationError
 
 from .._version import __version__
 from ..engine.engine import Engine
+from ..errors import ExosphereError
 from ..models import RunStatus
 from .auth import api_key_scheme
 from .deps import EngineDep, durable
-from .wire import MAX_PAGE, HeartbeatRequest, ReleaseRequest, TimeBound
+from .wire import MAX_PAGE, HeartbeatRequest, ReleaseRequest, ResultsRequest, StateResult, TimeBound
 
 __all__ = ["EXTENSIONS", "global_router", "router"]
 
-EXTENSIONS = ("heartbeat", "release", "cancel", "outputs", "summary", "runs", "state", "wait")
+EXTENSIONS = ("heartbeat", "release", "cancel", "outputs", "summary", "runs", "state", "wait", "results")
 MAX_WAIT_S = 300.0
 
 _secured = [Security(api_key_scheme)]
@@ -44,6 +46,43 @@ async def heartbeat(namespace: str, body: HeartbeatRequest, engine: EngineDep) -
 async def release(namespace: str, body: ReleaseRequest, engine: EngineDep) -> dict[str, int]:
     released = engine.release(dict.fromkeys(body.state_ids), namespace)
     return await durable(engine, {"released": released})
+
+
+_result_item: TypeAdapter[Any] = TypeAdapter(StateResult)
+
+
+def _apply_result(engine: Engine, namespace: str, item: dict[str, Any]) -> dict[str, Any]:
+    """One item of POST /states/results, applied as its v0 route would; errors become the item's answer."""
+    try:
+        r = _result_item.validate_python(item)
+    except ValidationError as exc:
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return {"state_id": item.get("state_id"), "status_code": 422, "detail": errors}
+    try:
+        if r.kind == "executed":
+            res = engine.executed(r.state_id, r.outputs, namespace)
+        elif r.kind == "errored":
+            res = engine.errored(r.state_id, r.error, namespace)
+        elif r.kind == "prune":
+            res = engine.prune(r.state_id, r.data, namespace)
+        else:
+            res = engine.requeue_after(r.state_id, r.enqueue_after, namespace)
+    except ExosphereError as exc:
+        return {"state_id": r.state_id, "status_code": exc.status_code, "detail": exc.detail}
+    return {"state_id": r.state_id, **res}
+
+
+@router.post(
+    "/states/results",
+    summary="Report many claimed states' results at once; one answer per item, in order, after one commit",
+)
+async def report_results(namespace: str, body: ResultsRequest, engine: EngineDep) -> dict[str, Any]:
+    """Each item is what the state's own v0 route (`executed`, `errored`, `prune`, `re-enqueue-after`) takes,
+    plus `state_id` and `kind`; its answer is that route's body, or `{status_code, detail}` where that route
+    would have answered with an error. Items apply independently, in order.
+    """
+    answers = [_apply_result(engine, namespace, item) for item in body.results]
+    return await durable(engine, {"results": answers})
 
 
 @router.get("/state/{state_id}", summary="One state, wherever it is", responses=_404)

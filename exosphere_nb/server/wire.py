@@ -26,6 +26,8 @@ __all__ = [
     "ReEnqueueAfterRequest",
     "RegisterNodesRequest",
     "ReleaseRequest",
+    "ResultsRequest",
+    "StateResult",
     "TimeBound",
     "TriggerRequest",
     "UpsertGraphRequest",
@@ -36,6 +38,7 @@ __all__ = [
 MAX_PAGE = 2**31
 MIN_TIME_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_RESULTS = 10_000  # results in one POST /states/results
 
 
 class NodeRegistration(BaseModel):
@@ -105,6 +108,48 @@ class HeartbeatRequest(BaseModel):
 
 class ReleaseRequest(BaseModel):
     state_ids: list[str]
+
+
+# -- POST /states/results: many states' results in one request, each as its v0 route takes it --
+
+
+class ExecutedResult(BaseModel):
+    state_id: str
+    kind: Literal["executed"]
+    outputs: list[dict[str, Any]] = Field(..., description="As POST /state/{id}/executed takes them")
+
+
+class ErroredResult(BaseModel):
+    state_id: str
+    kind: Literal["errored"]
+    error: str
+
+
+class PruneResult(BaseModel):
+    state_id: str
+    kind: Literal["prune"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReEnqueueAfterResult(BaseModel):
+    state_id: str
+    kind: Literal["re-enqueue-after"]
+    enqueue_after: int = Field(..., gt=0, description="Delay in milliseconds")
+
+
+StateResult = Annotated[
+    ExecutedResult | ErroredResult | PruneResult | ReEnqueueAfterResult, Field(discriminator="kind")
+]
+
+
+class ResultsRequest(BaseModel):
+    # items are validated one by one (a malformed item gets its own 422 entry, the others still apply)
+    results: list[dict[str, Any]] = Field(
+        ...,
+        max_length=MAX_RESULTS,
+        description="Each `{state_id, kind: executed|errored|prune|re-enqueue-after, ...}` with the fields of "
+        "that v0 route's body (`outputs`, `error`, `data`, `enqueue_after`)",
+    )
 
 
 def parse_time_ms(value: Any) -> int:
