@@ -22,6 +22,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check exosphere_nb tests benchmarks
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
 lint: setup
 	$(BIN)/ruff check exosphere_nb tests benchmarks
