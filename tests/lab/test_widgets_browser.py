@@ -121,7 +121,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """JupyterLab on 127.0.0.1 (isolated config, a kernelspec for this interpreter) with the notebook."""
     missing = _needs()
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (pip install -e '.[lab]'; apt-get install chromium)")
+        pytest.fail(f"needs {', '.join(missing)} (pip install -e '.[lab]'; apt-get install chromium)")
     root = tmp_path / "root"
     root.mkdir()
     spec = tmp_path / "jupyter_path" / "kernels" / KERNEL
