@@ -1,6 +1,7 @@
 """Fan-out throughput: root -> fan-out of N -> one `Square` state per item -> a unite summing them.
 
-Run: `.venv/bin/python benchmarks/fanout.py --n 10000` (add `--no-baseline` to skip the slow baseline).
+Run: `.venv/bin/python benchmarks/fanout.py --n 10000` (add `--no-baseline` to skip the slow baseline;
+`--http` for the same job over loopback HTTP, with the server and the runtime in their own processes).
 
 The graph runs on the embedded DuckDB state manager (a fresh file in a temp dir unless `--db`), driven by
 this project's `Runtime` through the public API. The time is taken from just before `trigger` to the return
@@ -329,6 +330,30 @@ class Child:
         except OSError:
             return ""
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far (Linux /proc), else None."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds of the main thread and of the others, summed (Linux /proc; ended threads not counted)."""
+        out: dict[str, float] = {}
+        try:
+            tasks = list(Path(f"/proc/{self.proc.pid}/task").iterdir())
+        except OSError:
+            return out
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            name = "main" if task.name == str(self.proc.pid) else "threads"
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return out
+
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM by pid, then SIGKILL by pid if it has not exited within `timeout` s."""
         if self.proc.poll() is None:
@@ -365,8 +390,29 @@ async def wait_healthy(uri: str, server: Child, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.05)
 
 
-async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[float, int, str | None]:
-    """Ours over HTTP; then (unless --no-baseline) the official SDK's request pattern. Returns (wall, states, line)."""
+def cpu_snapshot(children: list[Child]) -> dict[str, tuple[float | None, dict[str, float]]]:
+    return {c.name: (c.cpu_seconds(), c.thread_cpu()) for c in children}
+
+
+def cpu_line(wall: float, before: dict[str, tuple[float | None, dict[str, float]]], children: list[Child]) -> str:
+    """CPU time each child used during the timed run: all, main thread, other threads."""
+    parts = []
+    for child in children:
+        start, threads0 = before.get(child.name, (None, {}))
+        end, threads1 = child.cpu_seconds(), child.thread_cpu()
+        if start is None or end is None:
+            continue
+        used = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
+        detail = ",".join(f"{k}:{v:.1f}" for k, v in sorted(used.items()))
+        parts.append(f"{child.name}={end - start:.2f}s({(end - start) / wall:.0%})[{detail}]")
+    return "cpu during the timed run: " + " ".join(parts)
+
+
+async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[float, int, list[str]]:
+    """Ours over HTTP; then (unless --no-baseline) the official SDK's request pattern.
+
+    Returns (wall, states, lines to print before the result line).
+    """
     port = free_port()
     key = secrets.token_urlsafe(24)
     uri = f"http://127.0.0.1:{port}"
@@ -386,10 +432,11 @@ async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[fl
         await wait_registered(sm, {c.__name__ for c in NODES}, check=runtime.check)
         await sm.upsert_graph("fanout", graph_nodes(NAMESPACE), secrets={})
         await timed_run(sm, "fanout", 10)  # warm-up: imports, connections, first commits
+        before = cpu_snapshot(children)
         wall, states, _ = await timed_run(sm, "fanout", args.n)
+        lines = [cpu_line(wall, before, children)]
         runtime.check()
         runtime.stop()
-        line = None
         if not args.no_baseline:
             official = Child("official-sdk-runtime", child_cmd(args, "official", "--uri", uri), log_dir, env)
             children.append(official)
@@ -400,7 +447,7 @@ async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[fl
             official.check()
             official.stop()
             rate, b_rate = states / wall, b_states / b_wall
-            line = (
+            lines.append(
                 f"baseline official_sdk_pattern_http n={args.baseline_n} states={b_states} wall_s={b_wall:.3f} "
                 f"states_per_s={b_rate:.1f} | ours_http states_per_s={rate:.1f} "
                 f"ratio_vs_official_sdk_pattern={rate / b_rate:.1f}"
@@ -413,7 +460,7 @@ async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[fl
     finally:
         for child in reversed(children):  # runtimes first, then the server (which commits and exits 0)
             child.stop()
-    return wall, states, line
+    return wall, states, lines
 
 
 # -- the children ---------------------------------------------------------------------------------------------
@@ -604,8 +651,8 @@ async def main(args: argparse.Namespace) -> None:
     if args.http:
         with tempfile.TemporaryDirectory(prefix="exo-bench-http-") as tmp:
             db = str(Path(args.db).resolve()) if args.db else str(Path(tmp) / "fanout-http.duckdb")
-            wall, states, line = await run_http(args, db, Path(tmp))
-        if line:
+            wall, states, lines = await run_http(args, db, Path(tmp))
+        for line in lines:
             print(line)
         print("mode=http server=process runtime=process transport=loopback")
         print(

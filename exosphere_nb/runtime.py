@@ -237,7 +237,7 @@ class Runtime:
 
     async def _main(self) -> None:
         if not self._target.embedded:
-            from .client.http import run_remote_runtime
+            from .client.remote_runtime import run_remote_runtime
 
             await run_remote_runtime(self)
             return
