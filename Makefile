@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lab]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -23,6 +23,7 @@ test: setup
 	$(BIN)/ruff check exosphere_nb tests benchmarks
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks/
+	$(BIN)/python -m pytest -q -o addopts="-ra --strict-markers" tests/lab  # JupyterLab + Debian's chromium
 
 lint: setup
 	$(BIN)/ruff check exosphere_nb tests benchmarks

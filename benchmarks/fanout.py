@@ -414,7 +414,7 @@ async def run_http(args: argparse.Namespace, db: str, log_dir: Path) -> tuple[fl
     Returns (wall, states, lines to print before the result line).
     """
     port = free_port()
-    key = secrets.token_urlsafe(24)
+    key = secrets.token_hex(24)
     uri = f"http://127.0.0.1:{port}"
     env = {**os.environ, KEY_ENV: key}
     for name in ("EXOSPHERE_API_KEY", "EXOSPHERE_STATE_MANAGER_URI", "EXOSPHERE_DB"):

@@ -161,7 +161,8 @@ def serve(
 
     from ..server.app import create_app
 
-    api_key = None if no_key else key or secrets.token_urlsafe(24)
+    # hex: a key that starts with "-" would read as an option in `%exo connect URI --key KEY`
+    api_key = None if no_key else key or secrets.token_hex(24)
     app = create_app(engine_factory=lambda: engine, close_engine=False, api_key=api_key)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]

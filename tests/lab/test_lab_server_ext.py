@@ -438,3 +438,18 @@ def test_bad_upstream_answers_become_clear_messages(
     assert r.status_code == 422 and r.json()["detail"] == "fanout_id: Field required"
     r = client.post(jupyter.api(f"proxy/{conn}/v0/namespace/{NAMESPACE}/graph/{GRAPH}/trigger"), content=b"{not json")
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+
+
+def test_proxy_cancels_a_pending_run(
+    jupyter: JupyterProcess, client: httpx.Client, upstream: ExoServe, worker: Worker
+) -> None:
+    conn = add_remote(client, jupyter, upstream.url, upstream.key, "cancel")
+    base = jupyter.api(f"proxy/{conn}/v0/namespace/{NAMESPACE}")
+    body = {"store": {"items": "a"}, "start_delay": 600_000}  # its root waits: the run stays PENDING
+    run_id = client.post(f"{base}/graph/{GRAPH}/trigger", json=body).json()["run_id"]
+    assert client.get(f"{base}/runs/{run_id}/summary").json()["status"] == "PENDING"
+    cancelled = client.post(f"{base}/runs/{run_id}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["cancelled_count"] == 1
+    summary = client.get(f"{base}/runs/{run_id}/summary").json()
+    assert summary["status"] == "CANCELLED" and summary["nodes"]["split"] == {"CANCELLED": 1}
