@@ -6,6 +6,7 @@ written for it runs with only the import changed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "StoreConfigModel",
     "UnitesModel",
     "UnitesStrategyEnum",
+    "run_status_of",
 ]
 
 
@@ -61,6 +63,17 @@ class RunStatus(str, Enum):
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+def run_status_of(counts: Mapping[str, int]) -> str:
+    """A run's status from its states' counts by status (wire-api-v0.md: runs listing)."""
+    if counts.get("CREATED") or counts.get("QUEUED") or counts.get("EXECUTED"):
+        return RunStatus.PENDING.value
+    if counts.get("CANCELLED"):
+        return RunStatus.CANCELLED.value
+    if counts.get("ERRORED") or counts.get("NEXT_CREATED_ERROR"):
+        return RunStatus.FAILED.value
+    return RunStatus.SUCCESS.value
 
 
 class UnitesStrategyEnum(str, Enum):

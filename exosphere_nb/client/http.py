@@ -28,6 +28,7 @@ from ..errors import (
     StateTransitionError,
     TransportError,
 )
+from ..models import run_status_of
 
 if TYPE_CHECKING:
     pass
@@ -255,7 +256,7 @@ class HttpTransport:
             "run_id": run_id,
             "namespace": self.namespace,
             "graph_name": graph["graph_name"],
-            "status": _status_of(counts),
+            "status": run_status_of(counts),
             "counts": counts,
             "nodes": nodes,
         }
@@ -335,13 +336,3 @@ class HttpTransport:
 
     async def release(self, state_ids: list[str]) -> None:
         await self.request("POST", self._ns("/states/release"), json={"state_ids": state_ids})
-
-
-def _status_of(counts: dict[str, int]) -> str:
-    if counts.get("CREATED") or counts.get("QUEUED") or counts.get("EXECUTED"):
-        return "PENDING"
-    if counts.get("CANCELLED"):
-        return "CANCELLED"
-    if counts.get("ERRORED") or counts.get("NEXT_CREATED_ERROR"):
-        return "FAILED"
-    return "SUCCESS"

@@ -32,7 +32,14 @@ from ..errors import (
     NotFoundError,
     StateTransitionError,
 )
-from ..models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel, UnitesStrategyEnum
+from ..models import (
+    CronTrigger,
+    GraphNodeModel,
+    RetryPolicyModel,
+    StoreConfigModel,
+    UnitesStrategyEnum,
+    run_status_of,
+)
 from ..placeholders import Ref
 from ..retry import retry_delay_ms
 from . import cron
@@ -1084,7 +1091,7 @@ class Engine:
             if found is None or (namespace is not None and found[0] != namespace):
                 raise NotFoundError(f"run {run_id!r} not found")
             counts = self.store.status_counts(run_id)
-            return {"run_id": run_id, "status": _status_of(counts), "cancelled_count": 0}
+            return {"run_id": run_id, "status": run_status_of(counts), "cancelled_count": 0}
         if namespace is not None and run.namespace != namespace:
             raise NotFoundError(f"run {run_id!r} not found")
         now = now_ms()
@@ -1145,7 +1152,7 @@ class Engine:
             await self.committed()
             run = self._runs.get(run_id)
             if run is None:
-                return _status_of(self.store.status_counts(run_id))
+                return run_status_of(self.store.status_counts(run_id))
         fut = self.loop.create_future()
         run.waiters.append(fut)
         if run.active == 0:
@@ -1487,20 +1494,10 @@ class Engine:
             "run_id": run_id,
             "namespace": found[0],
             "graph_name": found[1],
-            "status": _status_of(totals),
+            "status": run_status_of(totals),
             "counts": totals,
             "nodes": per_node,
         }
-
-
-def _status_of(counts: dict[str, int]) -> str:
-    if any(counts.get(s, 0) for s in (CREATED, QUEUED, EXECUTED)):
-        return "PENDING"
-    if counts.get(CANCELLED, 0):
-        return "CANCELLED"
-    if counts.get(ERRORED, 0) or counts.get(NEXT_CREATED_ERROR, 0):
-        return "FAILED"
-    return "SUCCESS"
 
 
 def state_payload(s: State) -> dict[str, Any]:

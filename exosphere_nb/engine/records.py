@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..models import run_status_of
 from .graph import CompiledGraph, CompiledNode
 
 # Status strings (the StateStatus enum values), plain str on the hot path.
@@ -130,13 +131,7 @@ class Run:
 
     @property
     def status(self) -> str:
-        if self.active:
-            return "PENDING"
-        if self.counts[CANCELLED]:
-            return "CANCELLED"
-        if self.counts[ERRORED] or self.counts[NEXT_CREATED_ERROR]:
-            return "FAILED"
-        return "SUCCESS"
+        return run_status_of(self.counts)
 
 
 @dataclass(eq=False, slots=True)
