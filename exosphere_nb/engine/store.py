@@ -114,27 +114,42 @@ MEMORY_LIMIT_ENV = "EXOSPHERE_DUCKDB_MEMORY_LIMIT"
 
 
 class WriteBatch:
-    """One group commit, snapshotted on the loop thread when it is taken: a commit holds exactly the
-    changes applied before it (a state's outputs and its next states land in the same one)."""
+    """One group commit. What can still change on a state (status, outputs, error, counters, times, claim)
+    is captured on the loop thread when the batch is taken, so a commit holds exactly the changes applied
+    before it (a state's outputs and its next states land in the same one). The rest of a row never
+    changes after the state is created: rows and their JSON are built chunk by chunk on the writer
+    thread, which keeps memory bounded by a chunk."""
 
-    __slots__ = ("inserts", "ops", "runs", "store_rows", "updates")
+    __slots__ = ("dirty", "new", "ops", "runs", "store_rows")
 
     def __init__(self, changes: Changes) -> None:
-        self.inserts = [_insert_columns(chunk) for chunk in _chunked(list(changes.new_states.values()))]
-        self.updates = [_update_columns(chunk) for chunk in _chunked(list(changes.dirty_states.values()))]
+        self.new = [(s, _mutable(s)) for s in changes.new_states.values()]
+        for s in changes.new_states.values():
+            s.persisted = True
+        self.dirty = [(s, _mutable(s)) for s in changes.dirty_states.values()]
         self.runs = [
             (r.run_id, r.namespace, r.graph_name, r.created_ms, r.cancelled, r.graph.version) for r in changes.runs
         ]
         self.store_rows = list(changes.store_rows)
         self.ops = list(changes.ops)
 
+    def insert_chunks(self) -> Iterator[list[list[Any]]]:
+        for start in range(0, len(self.new), _CHUNK):
+            yield _insert_columns(self.new[start : start + _CHUNK])
 
-def _chunked(states: list[State]) -> Iterator[list[State]]:
-    for start in range(0, len(states), _CHUNK):
-        yield states[start : start + _CHUNK]
+    def update_chunks(self) -> Iterator[list[list[Any]]]:
+        for start in range(0, len(self.dirty), _CHUNK):
+            yield _update_columns(self.dirty[start : start + _CHUNK])
 
 
-def _insert_columns(states: list[State]) -> list[list[Any]]:
+Mutable = tuple[str, Any, Any, int, int, int, int, Any]
+
+
+def _mutable(s: State) -> Mutable:
+    return (s.status, s.outputs, s.error, s.retry_count, s.enqueue_after, s.lease_until, s.updated_ms, s.claimed_by)
+
+
+def _insert_columns(states: list[tuple[State, Mutable]]) -> list[list[Any]]:
     encoded: dict[int, str] = {}  # siblings and children share dicts: encode each once
 
     def enc(d: dict[str, Any]) -> str:
@@ -145,10 +160,9 @@ def _insert_columns(states: list[State]) -> list[list[Any]]:
         return text
 
     rows = []
-    for s in states:
+    for s, (status, outputs, error, retry_count, enqueue_after, lease_until, updated_ms, claimed_by) in states:
         node = s.node
         run = s.run
-        outputs = s.outputs
         rows.append(
             (
                 s.id,
@@ -158,42 +172,41 @@ def _insert_columns(states: list[State]) -> list[list[Any]]:
                 run.graph_name,
                 node.node_name,
                 node.identifier,
-                s.status,
+                status,
                 enc(s.inputs),
                 None if outputs is None else enc(outputs),
                 enc(s.parents),
-                s.error,
-                s.retry_count,
-                s.enqueue_after,
-                s.lease_until,
+                error,
+                retry_count,
+                enqueue_after,
+                lease_until,
                 s.created_ms,
-                s.updated_ms,
+                updated_ms,
                 list(s.path),
                 s.output_index,
                 s.execution_id,
                 enc(s.unite_keys) if s.unite_keys else None,
                 s.fanout_id,
-                s.claimed_by,
+                claimed_by,
             )
         )
-        s.persisted = True
     return [list(col) for col in zip(*rows)]
 
 
-def _update_columns(states: list[State]) -> list[list[Any]]:
+def _update_columns(states: list[tuple[State, Mutable]]) -> list[list[Any]]:
     rows = [
         (
             s.id,
-            s.status,
-            None if s.outputs is None else _dumps(s.outputs),
-            s.error,
-            s.retry_count,
-            s.enqueue_after,
-            s.lease_until,
-            s.updated_ms,
-            s.claimed_by,
+            status,
+            None if outputs is None else _dumps(outputs),
+            error,
+            retry_count,
+            enqueue_after,
+            lease_until,
+            updated_ms,
+            claimed_by,
         )
-        for s in states
+        for s, (status, outputs, error, retry_count, enqueue_after, lease_until, updated_ms, claimed_by) in states
     ]
     return [list(col) for col in zip(*rows)]
 
@@ -224,7 +237,7 @@ def _without_parameters(sql: str) -> str:
 
 
 def _memory_limit() -> str:
-    value = os.environ.get(MEMORY_LIMIT_ENV, "128MB").strip()
+    value = os.environ.get(MEMORY_LIMIT_ENV, "64MB").strip()
     if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", value, re.I):
         raise ValueError(f"{MEMORY_LIMIT_ENV}={value!r} is not a size like 256MB or 2GiB")
     return value
@@ -280,9 +293,9 @@ class Store:
                     "INSERT INTO run_records SELECT unnest(?), unnest(?), unnest(?), unnest(?), unnest(?), unnest(?)",  # new
                     [list(c) for c in cols],
                 )
-            for columns in batch.inserts:
+            for columns in batch.insert_chunks():
                 con.execute(_INSERT_STATES, columns)
-            for columns in batch.updates:
+            for columns in batch.update_chunks():
                 if len(columns[0]) == 1:  # a lone hop: a point update is cheaper than the join
                     con.execute(_UPDATE_ONE_STATE, [col[0] for col in columns[1:]] + [columns[0][0]])
                 else:
