@@ -16,7 +16,7 @@ import re
 import secrets as _secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1232,7 +1232,7 @@ class Engine:
         if run.groups:
             for r in rows:
                 keys = dict(r["unite_keys"] or {})
-                member_of = [(t, k) for t, k in keys.items()]
+                member_of = list(keys.items())
                 if r["identifier"] in graph.unite_targets and r["outputs"] is not None:
                     member_of.append((r["identifier"], r["execution_id"]))
                 for target_id, key in member_of:
@@ -1251,13 +1251,12 @@ class Engine:
                             g.collected.setdefault(r["identifier"], []).append(
                                 (tuple(r["path"] or ()) + (r["output_index"],), r["outputs"])
                             )
-                for unite_ident in (r["identifier"],):
-                    node = graph.nodes.get(unite_ident)
-                    if node is not None and node.unites is not None:
-                        key = (r["parents"] or {}).get(node.unites[0])
-                        g = run.groups.get((unite_ident, by_id.get(key, {}).get("execution_id", key) if key else ""))
-                        if g is not None:
-                            g.released = True
+                node = graph.nodes.get(r["identifier"])
+                if node is not None and node.unites is not None:  # a unite state: its group is released
+                    key = (r["parents"] or {}).get(node.unites[0])
+                    g = run.groups.get((node.identifier, by_id.get(key, {}).get("execution_id", key) if key else ""))
+                    if g is not None:
+                        g.released = True
             for s in live:
                 s.groups = self._groups_of(run, s.node.identifier, s.unite_keys, None)
         self._runs[rid] = run
@@ -1509,6 +1508,3 @@ def state_payload(s: State) -> dict[str, Any]:
         "inputs": s.inputs,
         "created_at": iso(s.created_ms),
     }
-
-
-Callback = Callable[[], None]

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from ..errors import BadRequestError, DatabaseLockedError
-from .records import TERMINAL, Changes, State
+from .records import Changes, State
 
 __all__ = ["Store", "WriteBatch"]
 
@@ -616,7 +616,3 @@ class Store:
             return [d[0] for d in res.description], res.fetchall()
         except duckdb.Error as exc:
             raise BadRequestError(f"query failed: {exc}") from None
-
-
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
